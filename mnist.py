@@ -1,0 +1,72 @@
+"""MNIST as whole uint8 tensors, read from the IDX files in data/ and verified byte for byte."""
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import torch
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+RAW_DIR = DATA_DIR / "MNIST" / "raw"
+MEAN, STD = 0.1307, 0.3081
+
+# Size and MD5 of the official uncompressed files: the .gz wrappers may differ, the contents not.
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
+}
+RESTORE = "restore it with `git checkout -- data/` or `python scripts/make_mnist.py`"
+
+
+class DataError(Exception):
+    """A data problem the user can fix; the message is one line that says how."""
+
+
+def read_verified(path: Path) -> bytes:
+    """The uncompressed bytes of one .gz file, refused unless they match the official MD5."""
+    name = path.name.removesuffix(".gz")
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path} is unreadable ({err}); {RESTORE}") from None
+    size, md5 = MNIST_FILES[name]
+    if len(data) != size or hashlib.md5(data).hexdigest() != md5:
+        raise DataError(f"{path} does not match the official {name} (MD5 {md5}); {RESTORE}")
+    return data
+
+
+def download(data_dir: Path) -> None:
+    """No shipped files at all: let torchvision fetch the official ones into the same layout."""
+    from torchvision.datasets import MNIST
+
+    try:
+        for train in (True, False):
+            MNIST(data_dir, train=train, download=True)
+    except Exception as err:  # torchvision raises many kinds; all mean the same thing here
+        raise DataError(f"no MNIST files in {data_dir} and the download failed ({err})") from None
+
+
+def load_mnist(data_dir: Path = DATA_DIR) -> dict[str, torch.Tensor]:
+    """Train and test images as (N, 28, 28) uint8 and labels as (N,) int64, on the CPU."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} does not exist")
+    paths = {name: data_dir / "MNIST" / "raw" / f"{name}.gz" for name in MNIST_FILES}
+    missing = [path for path in paths.values() if not path.is_file()]
+    if len(missing) == len(paths):
+        download(data_dir)
+    elif missing:
+        raise DataError(f"{missing[0]} is missing; {RESTORE}")
+
+    def tensor(name: str, header: int, shape: tuple[int, ...]) -> torch.Tensor:
+        data = bytearray(read_verified(paths[name])[header:])
+        return torch.frombuffer(data, dtype=torch.uint8).reshape(shape)
+
+    return {
+        "train_x": tensor("train-images-idx3-ubyte", 16, (60_000, 28, 28)),
+        "train_y": tensor("train-labels-idx1-ubyte", 8, (60_000,)).long(),
+        "test_x": tensor("t10k-images-idx3-ubyte", 16, (10_000, 28, 28)),
+        "test_y": tensor("t10k-labels-idx1-ubyte", 8, (10_000,)).long(),
+    }
