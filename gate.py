@@ -1,0 +1,340 @@
+"""The budgets and the checks that enforce them, shared by the test suite and the reports.
+
+Every structural check looks at what forward actually runs, not at which modules are defined: a
+tracer records the torch functions called during one forward pass (convolutions, pools, BatchNorm,
+dropout, means, linear layers) and which module called each. A BatchNorm that is defined but never
+called, or an average pool that only shrinks the map, does not count.
+"""
+
+import copy
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+ROOT = Path(__file__).resolve().parent
+IMAGE_SIDE = 28
+
+GAP_FORMS = "AdaptiveAvgPool2d(1), an average pool over the whole map, or x.mean((2, 3))"
+MAX_POOLS = {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
+DROPOUTS = {
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+}
+TRACKED = (
+    MAX_POOLS
+    | DROPOUTS
+    | {
+        "conv2d",
+        "avg_pool2d",
+        "adaptive_avg_pool2d",
+        "pixel_unshuffle",
+        "mean",
+        "linear",
+        "batch_norm",
+    }
+)
+
+
+class GateError(AssertionError):
+    """A broken rule; the message names the rule, the layer and by how much."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model: str
+    max_params: int  # strictly fewer trainable parameters than this
+    max_epochs: int
+    min_accuracy: float  # final-epoch test accuracy, a fraction
+    train: dict = field(default_factory=dict, hash=False)  # train.py settings the gate trains with
+
+
+def load_profiles(path: Path = ROOT / "pyproject.toml") -> dict[str, Profile]:
+    """The budgets, from the one table that holds them: [tool.gate.profiles] in pyproject.toml."""
+    table = tomllib.loads(path.read_text())["tool"]["gate"]["profiles"]
+    return {name: Profile(name=name, **budget) for name, budget in table.items()}
+
+
+def build(profile: Profile) -> nn.Module:
+    """A fresh instance of the profile's network from model.py."""
+    import model
+
+    cls = getattr(model, profile.model, None)
+    if not isinstance(cls, type):
+        raise GateError(
+            f"profile {profile.name} gates model.{profile.model}, which model.py does not define"
+        )
+    return cls()
+
+
+@dataclass
+class Row:
+    """One layer as it ran: its output shape and the receptive field of one output pixel."""
+
+    layer: str
+    shape: tuple[int, ...]
+    rf: int
+    params: int
+
+
+@dataclass
+class Trace:
+    rows: list[Row] = field(default_factory=list)
+    ran: set[str] = field(default_factory=set)  # names of the modules whose forward ran
+    batch_norms: int = 0
+    dropouts: list[float] = field(default_factory=list)  # p of each dropout call
+    gap: str | None = None  # how global average pooling was done, where
+    rf: int | None = None  # receptive field of the map that the global pool averages
+    early_linear: str | None = None  # a linear layer that ran on a map before any global pool
+    unknown: list[str] = field(default_factory=list)  # spatial ops the RF cannot follow
+
+
+def _arg(args, kwargs, index, name, default=None):
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if len(args) > index else default
+
+
+def _side(value) -> int:
+    """The larger side of a kernel, stride or factor given as an int or a pair."""
+    return max(value) if isinstance(value, (tuple, list)) else int(value)
+
+
+class _Tracer(TorchFunctionMode):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.trace = Trace()
+        self.names = {module: name or "forward" for name, module in net.named_modules()}
+        self.leaves = {name for module, name in self.names.items() if not list(module.children())}
+        self.stack: list[str] = []
+        self.rf, self.jump = 1, 1
+
+    def enter(self, module, args):
+        name = self.names[module]
+        self.stack.append(name)
+        self.trace.ran.add(name)
+
+    def leave(self, module, args, out):
+        self.stack.pop()
+        # Activations change neither shape nor receptive field: the table leaves them out.
+        quiet = module.__module__ == nn.ReLU.__module__
+        if self.names[module] in self.leaves and isinstance(out, torch.Tensor) and not quiet:
+            own = sum(p.numel() for p in module.parameters(recurse=False))
+            label = f"{self.names[module]} {type(module).__name__}"
+            self.trace.rows.append(Row(label, tuple(out.shape[1:]), self.shown_rf(), own))
+
+    def shown_rf(self) -> int:
+        return self.trace.rf if self.trace.rf is not None else self.rf
+
+    def grow(self, kernel: int, stride: int, dilation: int = 1):
+        if self.trace.gap is None:
+            self.rf += (kernel - 1) * dilation * self.jump
+            self.jump *= stride
+
+    def global_pool(self, how: str):
+        if self.trace.gap is None:
+            self.trace.gap, self.trace.rf = f"{how} in {self.stack[-1]}", self.rf
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        op = getattr(func, "__name__", "")
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        where = self.stack[-1] if self.stack else "forward"
+        spatial_in = tuple(x.shape[-2:]) if x is not None and x.dim() == 4 else None
+        spatial_out = (
+            tuple(out.shape[-2:]) if isinstance(out, torch.Tensor) and out.dim() == 4 else None
+        )
+
+        if op == "conv2d":
+            weight = _arg(args, kwargs, 1, "weight")
+            self.grow(
+                _side(weight.shape[-2:]),
+                _side(_arg(args, kwargs, 3, "stride", 1)),
+                _side(_arg(args, kwargs, 5, "dilation", 1)),
+            )
+        elif op in MAX_POOLS or op == "avg_pool2d":
+            kernel = _side(_arg(args, kwargs, 1, "kernel_size"))
+            stride = _arg(args, kwargs, 2, "stride") or kernel
+            if op == "avg_pool2d" and spatial_out == (1, 1) and kernel >= max(spatial_in):
+                self.global_pool("avg_pool2d over the whole map")
+            else:
+                self.grow(kernel, _side(stride), _side(_arg(args, kwargs, 4, "dilation", 1)))
+        elif op == "pixel_unshuffle":
+            factor = _side(_arg(args, kwargs, 1, "downscale_factor"))
+            self.grow(factor, factor)
+        elif op == "adaptive_avg_pool2d":
+            if spatial_out == (1, 1):
+                self.global_pool("adaptive_avg_pool2d to 1x1")
+            elif spatial_out != spatial_in:
+                self.trace.unknown.append(f"adaptive_avg_pool2d to {spatial_out} in {where}")
+        elif op == "mean" and x is not None and x.dim() == 4:
+            dims = _arg(args, kwargs, 1, "dim", ())
+            dims = {d % 4 for d in (dims if isinstance(dims, (tuple, list)) else (dims,))}
+            if {2, 3} <= dims:
+                self.global_pool("mean over height and width")
+        elif op == "linear" and self.trace.gap is None:
+            self.trace.early_linear = f"{where} ({_arg(args, kwargs, 1, 'weight').shape[1]} inputs)"
+        elif op == "batch_norm":
+            self.trace.batch_norms += 1
+        elif op in DROPOUTS:
+            self.trace.dropouts.append(float(_arg(args, kwargs, 1, "p", 0.5)))
+
+        if op in TRACKED and where not in self.leaves and isinstance(out, torch.Tensor):
+            # Called straight from a forward(), not inside a leaf module: give it a row of its own.
+            self.trace.rows.append(Row(f"{where} {op}", tuple(out.shape[1:]), self.shown_rf(), 0))
+        return out
+
+
+def trace(net: nn.Module, side: int = IMAGE_SIDE) -> Trace:
+    """Run one forward pass in training mode on two random images and record what ran.
+
+    The pass runs on a copy, so the network's BatchNorm statistics stay as they were.
+    """
+    net = copy.deepcopy(net)
+    tracer = _Tracer(net)
+    for module in tracer.names:
+        module.register_forward_pre_hook(tracer.enter)
+        module.register_forward_hook(tracer.leave)
+    net.train()
+    with tracer, torch.no_grad():
+        net(torch.randn(2, 1, side, side, device=next(net.parameters()).device))
+    return tracer.trace
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Trainable parameters; BatchNorm's running statistics are buffers and do not count."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def check_parameters(net: nn.Module, profile: Profile) -> int:
+    frozen = [name for name, p in net.named_parameters() if not p.requires_grad]
+    if frozen:
+        raise GateError(
+            f"frozen parameters would hide from the count: {', '.join(frozen)}; every parameter "
+            "must be trainable"
+        )
+    count = count_parameters(net)
+    if count >= profile.max_params:
+        raise GateError(
+            f"{count:,} trainable parameters; profile {profile.name} allows fewer than "
+            f"{profile.max_params:,}, so {count - profile.max_params + 1:,} too many"
+        )
+    return count
+
+
+def _never_run(net: nn.Module, t: Trace, kinds: tuple[type, ...]) -> list[str]:
+    return [
+        f"{name} ({type(m).__name__})"
+        for name, m in net.named_modules()
+        if isinstance(m, kinds) and name not in t.ran
+    ]
+
+
+def check_batchnorm(net: nn.Module, t: Trace) -> None:
+    unused = _never_run(net, t, (nn.modules.batchnorm._BatchNorm,))
+    if unused:
+        raise GateError(f"BatchNorm defined but never run in forward: {', '.join(unused)}")
+    if t.batch_norms == 0:
+        raise GateError("no BatchNorm runs in forward; the budget requires BatchNorm")
+
+
+def check_dropout(net: nn.Module, t: Trace) -> None:
+    unused = _never_run(net, t, (nn.modules.dropout._DropoutNd,))
+    if unused:
+        raise GateError(f"Dropout defined but never run in forward: {', '.join(unused)}")
+    if not any(p > 0 for p in t.dropouts):
+        found = f" (only p={t.dropouts})" if t.dropouts else ""
+        raise GateError(
+            f"no Dropout with p > 0 runs in forward{found}; the budget requires Dropout"
+        )
+
+
+def check_global_average_pool(t: Trace) -> None:
+    if t.early_linear:
+        raise GateError(
+            f"Linear layer {t.early_linear} runs on a flattened feature map before any global "
+            f"average pooling; pool first ({GAP_FORMS})"
+        )
+    if t.gap is None:
+        raise GateError(f"no global average pooling runs in forward; use {GAP_FORMS}")
+
+
+def check_receptive_field(t: Trace, minimum: int = IMAGE_SIDE) -> int:
+    if t.unknown:
+        raise GateError(f"cannot follow the receptive field through {', '.join(t.unknown)}")
+    if t.rf is None:
+        raise GateError("no global average pooling, so no receptive field at the classifier")
+    if t.rf < minimum:
+        raise GateError(
+            f"receptive field at the classifier is {t.rf}x{t.rf} pixels, {minimum - t.rf} short "
+            f"of the {minimum}x{minimum} image"
+        )
+    return t.rf
+
+
+def check_output(net: nn.Module) -> None:
+    device = next(net.parameters()).device
+    for mode in ("train", "eval"):
+        net.train(mode == "train")
+        for n in (1, 64) if mode == "eval" else (2, 64):
+            with torch.no_grad():
+                out = net(torch.randn(n, 1, IMAGE_SIDE, IMAGE_SIDE, device=device))
+            if tuple(out.shape) != (n, 10):
+                raise GateError(
+                    f"{mode} mode, batch {n}: output shape {tuple(out.shape)}, not ({n}, 10)"
+                )
+            if not torch.isfinite(out).all():
+                raise GateError(f"{mode} mode, batch {n}: output has non-finite values")
+
+
+def check_accuracy(accuracy: float, profile: Profile) -> float:
+    margin = accuracy - profile.min_accuracy
+    if margin < 0:
+        raise GateError(
+            f"final-epoch test accuracy {accuracy:.2%} is below the {profile.min_accuracy:.2%} "
+            f"threshold of profile {profile.name} by {-margin * 100:.2f} points"
+        )
+    return margin
+
+
+def check_epochs(epochs: int, profile: Profile) -> None:
+    if epochs > profile.max_epochs:
+        raise GateError(
+            f"trained {epochs} epochs; profile {profile.name} allows at most {profile.max_epochs}, "
+            f"{epochs - profile.max_epochs} too many"
+        )
+
+
+def check_structure(net: nn.Module, profile: Profile) -> Trace:
+    """Every rule that needs no training, in the order a reader would check them."""
+    check_parameters(net, profile)
+    t = trace(net)
+    check_batchnorm(net, t)
+    check_dropout(net, t)
+    check_global_average_pool(t)
+    check_receptive_field(t)
+    check_output(net)
+    return t
+
+
+def layer_table(net: nn.Module) -> str:
+    """The architecture as a Markdown table: layer, output shape, receptive field, parameters."""
+    t = trace(net)
+    lines = [
+        "| layer | output | RF | params |",
+        "|---|---|---|---|",
+    ]
+    for row in t.rows:
+        shape = "x".join(str(d) for d in row.shape)
+        lines.append(f"| {row.layer} | {shape} | {row.rf} | {row.params:,} |")
+    lines.append(f"| total | | | {count_parameters(net):,} |")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""The shipped MNIST files are the official ones, and a damaged copy is refused, never replaced."""
+
+import gzip
+import shutil
+
+import pytest
+
+import mnist
+from mnist import DataError, load_mnist
+
+
+@pytest.fixture
+def data_copy(tmp_path):
+    shutil.copytree(mnist.DATA_DIR / "MNIST", tmp_path / "MNIST")
+    return tmp_path
+
+
+def test_shipped_files_pass_their_checksums():
+    data = load_mnist()
+    assert data["train_x"].shape == (60_000, 28, 28) and data["test_x"].shape == (10_000, 28, 28)
+    assert data["train_y"][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert data["test_y"].bincount().tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
+    pixels = data["train_x"].float() / 255
+    assert pixels.mean().item() == pytest.approx(mnist.MEAN, abs=1e-4)
+    assert pixels.std().item() == pytest.approx(mnist.STD, abs=1e-4)
+
+
+def test_a_corrupted_file_is_refused_and_left_as_it_was(data_copy):
+    path = data_copy / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    labels = bytearray(gzip.decompress(path.read_bytes()))
+    labels[100] = (labels[100] + 1) % 10
+    path.write_bytes(gzip.compress(bytes(labels)))
+    before = path.read_bytes()
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz does not match the official"):
+        load_mnist(data_copy)
+    assert path.read_bytes() == before
+
+
+def test_a_truncated_file_is_refused(data_copy):
+    path = data_copy / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz is unreadable .* restore it"):
+        load_mnist(data_copy)
+
+
+def test_one_missing_file_is_named_not_downloaded(data_copy):
+    (data_copy / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz is missing; restore it"):
+        load_mnist(data_copy)
+
+
+def test_a_missing_data_directory_is_refused(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_mnist(tmp_path / "nowhere")

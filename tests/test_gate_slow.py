@@ -1,0 +1,59 @@
+"""Slow tier (pytest -m slow): train each gated profile once, for real, and hold it to its budget.
+
+The run goes to runs/gate-<profile>/ (metrics.json, model.pt and the reports) for CI to upload;
+a previous gate run there is replaced.
+"""
+
+import shutil
+
+import pytest
+import torch
+
+import gate
+import train
+from mnist import load_mnist
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(scope="session")
+def gated_run(profile):
+    out = train.ROOT / "runs" / f"gate-{profile.name}"
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = train.Config(model=profile.model, out=out, progress=False, **profile.train)
+    net, metrics = train.train(cfg)
+    return cfg, net, metrics
+
+
+def test_final_epoch_accuracy_meets_the_threshold(gated_run, profile):
+    _, _, metrics = gated_run
+    margin = gate.check_accuracy(metrics["final_test_acc"], profile)
+    print(
+        f"{profile.name}: final-epoch test accuracy {metrics['final_test_acc']:.2%}, threshold "
+        f"{profile.min_accuracy:.2%}, margin {margin * 100:+.2f} points"
+    )
+
+
+def test_training_stays_within_the_epoch_budget(gated_run, profile):
+    _, _, metrics = gated_run
+    assert len(metrics["history"]) == metrics["epochs"]
+    gate.check_epochs(metrics["epochs"], profile)
+
+
+def test_the_trained_network_is_within_the_parameter_budget(gated_run, profile):
+    _, net, metrics = gated_run
+    assert gate.check_parameters(net, profile) == metrics["parameters"]
+
+
+def test_the_checkpoint_reproduces_the_reported_accuracy(gated_run):
+    cfg, net, metrics = gated_run
+    checkpoint = torch.load(cfg.out / "model.pt", weights_only=True)
+    fresh = type(net)()
+    fresh.load_state_dict(checkpoint["model"])
+    device = next(net.parameters()).device
+    fresh.to(device, memory_format=torch.channels_last)
+    data = load_mnist()
+    _, accuracy = train.evaluate(
+        fresh, data["test_x"].unsqueeze(1).to(device), data["test_y"].to(device)
+    )
+    assert accuracy == pytest.approx(metrics["final_test_acc"], abs=1e-4)

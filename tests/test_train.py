@@ -1,0 +1,107 @@
+"""train.py: a command line that refuses bad values, seeded runs, and a clear stop on a bad loss."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import model
+import train
+from train import ROOT
+
+
+def smoke(tmp_path, **overrides) -> train.Config:
+    """A run small enough for the fast tier: 1,024 training images, one epoch."""
+    settings = dict(epochs=1, limit=1024, out=tmp_path / "run", progress=False)
+    return train.Config(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "--epochs must be positive, got 0"),
+        (["--epochs", "-3"], "--epochs must be positive, got -3"),
+        (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+        (["--lr", "0"], "--lr must be positive"),
+        (["--batch-size", "0"], "--batch-size must be positive"),
+        (["--device", "tpu"], "--device must be auto, cpu or cuda, got 'tpu'"),
+        (["--model", "Nope"], "--model 'Nope' is not a network class in model.py"),
+        (["--data-dir", "/no/such/dir"], "--data-dir /no/such/dir is not a directory"),
+        (["--warmup", "1.5"], "--warmup must be in [0, 1), got 1.5"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        train.main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_the_real_command_line_exits_2_without_a_traceback():
+    result = subprocess.run(
+        [sys.executable, "train.py", "--epochs", "0"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr == "train.py: error: --epochs must be positive, got 0\n"
+
+
+def test_an_earlier_run_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit:
+        train.main(["--out", str(out)])
+    assert exit.value.code == 2 and "already holds a run" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_a_run_saves_metrics_and_a_checkpoint_that_loads_safely(tmp_path):
+    cfg = smoke(tmp_path)
+    net, metrics = train.train(cfg)
+    saved = json.loads((cfg.out / "metrics.json").read_text())
+    assert (
+        saved["final_test_acc"] == metrics["final_test_acc"] == metrics["history"][-1]["test_acc"]
+    )
+    for key in ("config", "history", "parameters", "torch", "device", "seed", "wall_seconds"):
+        assert key in saved, key
+    checkpoint = torch.load(cfg.out / "model.pt", weights_only=True)
+    fresh = getattr(model, checkpoint["config"]["model"])()
+    fresh.load_state_dict(checkpoint["model"])
+    assert checkpoint["config"]["seed"] == cfg.seed
+
+
+def test_the_same_seed_gives_the_same_run(tmp_path):
+    _, first = train.train(smoke(tmp_path, out=tmp_path / "a"))
+    _, second = train.train(smoke(tmp_path, out=tmp_path / "b"))
+
+    def untimed(metrics):
+        return [{k: v for k, v in row.items() if "seconds" not in k} for row in metrics["history"]]
+
+    assert untimed(first) == untimed(second)
+
+
+class Exploding(nn.Module):
+    """Finite for two steps, then infinite: the run must stop and say where."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+        logits = x.flatten(1)[:, :10] * self.scale
+        return logits * (1 if self.calls < 3 else float("inf"))
+
+
+def test_a_non_finite_loss_stops_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(model, "Exploding", Exploding, raising=False)
+    with pytest.raises(train.TrainingError, match=r"loss became (nan|inf) at epoch 1, step 3 of 4"):
+        train.train(smoke(tmp_path, model="Exploding", batch_size=256))
+    assert not (tmp_path / "run" / "metrics.json").exists()
