@@ -1,0 +1,116 @@
+"""Training throughput of this project's pipeline against the usual DataLoader pipeline, same model.
+
+    python benchmark.py                    # reference steps, then one full gated training run
+    python benchmark.py --device cuda --out runs/bench-cuda
+
+The reference is the pipeline most MNIST exercises use: a torchvision DataLoader with 2 workers,
+batch 128, and per-sample PIL RandomRotation + RandomAffine. It trains the same network with the
+same optimizer for a fixed number of steps. The project's figure is the median training time per
+epoch (evaluation excluded) of a real `train.py` run with its defaults, which also gives the
+full-gate wall time and the first epoch that reached the accuracy threshold. Both run in this one
+process, so their ratio holds on a busy machine even when the absolute numbers do not.
+"""
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+import gate
+import train
+from mnist import MEAN, STD, load_mnist
+
+
+class PilMnist(Dataset):
+    """MNIST as torchvision's own dataset serves it: one PIL image at a time, transformed."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+        self.transform = transforms.Compose(
+            [
+                transforms.RandomRotation(10),
+                transforms.RandomAffine(0, translate=(0.1, 0.1), scale=(0.9, 1.1)),
+                transforms.ToTensor(),
+                transforms.Normalize((MEAN,), (STD,)),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(Image.fromarray(self.images[i].numpy(), mode="L")), self.labels[i]
+
+
+def reference_images_per_second(cfg: train.Config, steps: int, warmup: int = 5) -> float:
+    device = train.pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = load_mnist(cfg.data_dir)
+    loader = DataLoader(
+        PilMnist(data["train_x"], data["train_y"]), batch_size=128, shuffle=True, num_workers=2
+    )
+    net = getattr(train.models, cfg.model)().to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net.train()
+    batches = iter(loader)
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    loss.item()  # wait for the device before stopping the clock
+    return steps * 128 / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--steps", type=int, default=100, help="reference steps timed (default: 100)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="default: runs/bench")
+    args = parser.parse_args()
+    cfg = train.Config(device=args.device, out=args.out, progress=False)
+    try:
+        train.validate(cfg)
+    except train.ConfigError as err:
+        parser.exit(2, f"benchmark.py: error: {err}\n")
+
+    reference = reference_images_per_second(cfg, args.steps)
+    _, metrics = train.train(cfg)
+    history = metrics["history"]
+    images = 60_000 if not cfg.limit else cfg.limit
+    project = images / statistics.median(h["train_seconds"] for h in history)
+
+    threshold = gate.load_profiles()["8k"].min_accuracy
+    reached = next((h for h in history if h["test_acc"] >= threshold), None)
+    elapsed = {h["epoch"]: sum(g["seconds"] for g in history[: h["epoch"]]) for h in history}
+    print(f"\ndevice: {metrics['device']} ({metrics['device_type']}, {metrics['threads']} threads)")
+    print(f"reference pipeline (DataLoader + PIL, batch 128): {reference:10,.0f} images/s")
+    print(f"this project's pipeline (batch {cfg.batch_size}):          {project:10,.0f} images/s")
+    print(f"ratio: {project / reference:.1f}x")
+    if reached:
+        print(
+            f"first epoch at >= {threshold:.1%}: epoch {reached['epoch']}, "
+            f"{elapsed[reached['epoch']]:.0f} s of training"
+        )
+    else:
+        print(f"no epoch reached {threshold:.1%}")
+    print(
+        f"full gate run: {metrics['epochs']} epochs, final-epoch test accuracy "
+        f"{metrics['final_test_acc']:.2%}, {metrics['wall_seconds']:.0f} s wall"
+    )
+
+
+if __name__ == "__main__":
+    main()
