@@ -108,6 +108,19 @@ def _side(value) -> int:
     return max(value) if isinstance(value, (tuple, list)) else int(value)
 
 
+def _shape_of(module: nn.Module) -> str:
+    """What a reader needs to picture the layer: channels and kernel."""
+    if isinstance(module, nn.Conv2d):
+        k = "x".join(map(str, module.kernel_size))
+        kind = " depthwise" if module.groups > 1 and module.groups == module.in_channels else ""
+        return f" {module.in_channels}->{module.out_channels} {k}{kind}"
+    if isinstance(module, nn.Linear):
+        return f" {module.in_features}->{module.out_features}"
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        return f" {module.kernel_size}"
+    return ""
+
+
 class _Tracer(TorchFunctionMode):
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -128,7 +141,7 @@ class _Tracer(TorchFunctionMode):
         quiet = module.__module__ == nn.ReLU.__module__
         if self.names[module] in self.leaves and isinstance(out, torch.Tensor) and not quiet:
             own = sum(p.numel() for p in module.parameters(recurse=False))
-            label = f"{self.names[module]} {type(module).__name__}"
+            label = f"{self.names[module]} {type(module).__name__}{_shape_of(module)}"
             self.trace.rows.append(Row(label, tuple(out.shape[1:]), self.shown_rf(), own))
 
     def shown_rf(self) -> int:

@@ -95,7 +95,9 @@ def plot_curves(metrics: dict, path: Path) -> None:
     profile = profile_for(metrics["model"])
     bar = 100 * (profile.min_accuracy if profile else 0.994)
     acc_ax.axhline(bar, color="crimson", linestyle="--", label=f"gate: {bar:.1f}%")
-    acc_ax.set(title="accuracy", xlabel="epoch", ylabel="%", ylim=(98, 100))
+    # Zoom on the top of the scale, but never hide a run that stayed far below it.
+    lowest = min(100 * h["test_acc"] for h in history[1:] or history)
+    acc_ax.set(title="accuracy", xlabel="epoch", ylabel="%", ylim=(min(98, int(lowest)), 100))
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()

@@ -152,6 +152,17 @@ def autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -261,9 +272,7 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
         "final_test_acc": history[-1]["test_acc"],
         "wall_seconds": time.perf_counter() - started,
         "seed": cfg.seed,
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
+        "device": device_name(device),
         "device_type": device.type,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
