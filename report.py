@@ -87,7 +87,7 @@ def plot_curves(metrics: dict, path: Path) -> None:
     history = metrics["history"]
     epochs = [h["epoch"] for h in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (augmented)")
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (label-smoothed)")
     loss_ax.plot(epochs, [h["test_loss"] for h in history], "o-", label="test")
     loss_ax.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
     acc_ax.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label="train (augmented)")
@@ -162,7 +162,8 @@ def comparison(runs: list[dict], main_dir: Path) -> str:
 def results_table(runs: list[dict]) -> str:
     """Final-epoch accuracy and wall time over seeds, one row per model: min / mean / max."""
     rows = []
-    for name in dict.fromkeys(r["model"] for r in runs):
+    by_size = sorted(runs, key=lambda r: r["parameters"])
+    for name in dict.fromkeys(r["model"] for r in by_size):
         group = [r for r in runs if r["model"] == name]
         accs = [100 * r["final_test_acc"] for r in group]
         walls = [r["wall_seconds"] for r in group]

@@ -55,7 +55,7 @@ class Config:
     threads: int = setting(0, "CPU intra-op threads (0: PyTorch's default)")
     compile: bool = setting(False, "torch.compile the model (compile time counts in wall time)")
     data_dir: Path = setting(DATA_DIR, "folder holding MNIST/raw/*.gz")
-    out: Path = setting(Path("runs/latest"), "output folder; must not hold an earlier run")
+    out: Path | None = setting(None, "output folder, new or empty (default: runs/<model>-<time>/)")
     progress: bool = setting(True, "show a progress bar per epoch on a terminal")
 
 
@@ -86,8 +86,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"--model {cfg.model!r} is not a network class in model.py")
     if not Path(cfg.data_dir).is_dir():
         raise ConfigError(f"--data-dir {cfg.data_dir} is not a directory")
-    if (Path(cfg.out) / "metrics.json").exists():
-        raise ConfigError(f"--out {cfg.out} already holds a run; pick another folder")
+    if cfg.out and Path(cfg.out).exists():
+        if not Path(cfg.out).is_dir() or any(Path(cfg.out).iterdir()):
+            raise ConfigError(f"--out {cfg.out} is not an empty folder; nothing is overwritten")
     pick_device(cfg.device)
 
 
@@ -180,6 +181,9 @@ def jsonable(cfg: Config) -> dict:
 def train(cfg: Config) -> tuple[nn.Module, dict]:
     """Train, evaluate after every epoch, save metrics.json and model.pt to cfg.out, return both."""
     validate(cfg)
+    if cfg.out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        cfg = dataclasses.replace(cfg, out=ROOT / "runs" / f"{cfg.model.lower()}-{stamp}")
     started = time.perf_counter()
     device = pick_device(cfg.device)
     if cfg.threads:
@@ -278,6 +282,7 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "git_commit": git_commit(),
+        "out": str(cfg.out),
         "config": jsonable(cfg),
         "history": history,
     }
@@ -299,14 +304,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser = Parser(description="Train the gated MNIST network.")
     for f in dataclasses.fields(Config):
         flag = f"--{f.name.replace('_', '-')}"
-        help = f"{f.metadata['help']} (default: {f.default})"
+        help = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
         if f.type is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=f.default, help=help
             )
         else:
+            convert = Path if "Path" in str(f.type) else f.type
             parser.add_argument(
-                flag, type=f.type, default=f.default, help=help, metavar=f.name.upper()
+                flag, type=convert, default=f.default, help=help, metavar=f.name.upper()
             )
     return Config(**vars(parser.parse_args(argv)))
 
@@ -323,7 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     print(
         f"final test accuracy {metrics['final_test_acc']:.2%} after {metrics['epochs']} epochs, "
-        f"{metrics['parameters']:,} parameters, {metrics['wall_seconds']:.0f} s; saved to {cfg.out}"
+        f"{metrics['parameters']:,} parameters, {metrics['wall_seconds']:.0f} s; "
+        f"saved to {metrics['out']}"
     )
 
 

@@ -56,7 +56,7 @@ def test_an_earlier_run_is_never_overwritten(tmp_path, capsys):
     (out / "metrics.json").write_text("{}")
     with pytest.raises(SystemExit) as exit:
         train.main(["--out", str(out)])
-    assert exit.value.code == 2 and "already holds a run" in capsys.readouterr().err
+    assert exit.value.code == 2 and "is not an empty folder" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == "{}"
 
 
