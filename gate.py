@@ -104,8 +104,11 @@ def _arg(args, kwargs, index, name, default=None):
 
 
 def _side(value) -> int:
-    """The larger side of a kernel, stride or factor given as an int or a pair."""
-    return max(value) if isinstance(value, (tuple, list)) else int(value)
+    """The smaller side of a kernel, stride or factor given as an int or a pair.
+
+    For a non-square layer the receptive field is then the one that every axis reaches.
+    """
+    return min(value) if isinstance(value, (tuple, list)) else int(value)
 
 
 def _shape_of(module: nn.Module) -> str:
@@ -175,12 +178,16 @@ class _Tracer(TorchFunctionMode):
                 _side(_arg(args, kwargs, 5, "dilation", 1)),
             )
         elif op in MAX_POOLS or op == "avg_pool2d":
-            kernel = _side(_arg(args, kwargs, 1, "kernel_size"))
+            size = _arg(args, kwargs, 1, "kernel_size")
+            kernel = _side(size)
             stride = _arg(args, kwargs, 2, "stride") or kernel
-            if op == "avg_pool2d" and spatial_out == (1, 1) and kernel >= max(spatial_in):
+            pair = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+            whole_map = pair[0] >= spatial_in[0] and pair[1] >= spatial_in[1]
+            if op == "avg_pool2d" and spatial_out == (1, 1) and whole_map:
                 self.global_pool("avg_pool2d over the whole map")
             else:
-                self.grow(kernel, _side(stride), _side(_arg(args, kwargs, 4, "dilation", 1)))
+                dilation = _arg(args, kwargs, 4, "dilation", 1) if op in MAX_POOLS else 1
+                self.grow(kernel, _side(stride), _side(dilation))
         elif op == "pixel_unshuffle":
             factor = _side(_arg(args, kwargs, 1, "downscale_factor"))
             self.grow(factor, factor)

@@ -80,6 +80,12 @@ def test_every_usual_form_of_global_average_pooling_counts(pool):
     gate.check_structure(net, PROFILE)
 
 
+def test_average_pools_that_downsample_grow_the_receptive_field():
+    net = small()
+    net[1], net[3] = nn.AvgPool2d(2), nn.AvgPool2d(2)
+    assert gate.check_structure(net, PROFILE).rf == 34
+
+
 def test_a_mean_over_height_and_width_in_forward_counts():
     t = gate.check_structure(MeanPool(), PROFILE)
     assert t.gap.startswith("mean over height and width")
