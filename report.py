@@ -22,6 +22,7 @@ import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
 import gate  # noqa: E402
+import model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 README = ROOT / "README.md"
@@ -167,14 +168,15 @@ def results_table(runs: list[dict]) -> str:
         group = [r for r in runs if r["model"] == name]
         accs = [100 * r["final_test_acc"] for r in group]
         walls = [r["wall_seconds"] for r in group]
+        rf = gate.trace(getattr(model, name)()).rf
         rows.append((
-            name, f"{group[0]['parameters']:,}", group[0]["epochs"],
+            name, f"{group[0]['parameters']:,}", rf, group[0]["epochs"],
             ", ".join(str(r["seed"]) for r in group),
             f"{min(accs):.2f} / {statistics.mean(accs):.2f} / {max(accs):.2f}",
             f"{min(walls):.0f} / {statistics.median(walls):.0f} / {max(walls):.0f}",
             f"{group[0]['device']} ({group[0]['threads']} threads)",
         ))  # fmt: skip
-    header = ("model", "params", "epochs", "seeds", "final test acc % (min / mean / max)",
+    header = ("model", "params", "RF", "epochs", "seeds", "final test acc % (min / mean / max)",
               "wall s (min / median / max)", "device")  # fmt: skip
     return table(header, rows)
 

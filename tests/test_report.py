@@ -1,5 +1,6 @@
 """Reports: the README and the run summary say what the code and the run say, nothing else."""
 
+import json
 import re
 
 import pytest
@@ -49,7 +50,7 @@ def test_the_comparison_says_plainly_when_main_has_no_result(tmp_path):
 def test_the_comparison_shows_the_change_against_main(tmp_path):
     run = tmp_path / "gate-123" / "gate-8k"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(report.json.dumps(fake_metrics(0.9940)))
+    (run / "metrics.json").write_text(json.dumps(fake_metrics(0.9940)))
     text = report.comparison([fake_metrics(0.9945)], tmp_path)
     assert "| Net final-epoch accuracy | 99.40% | 99.45% | +0.05 |" in text
 
