@@ -76,7 +76,8 @@ def test_the_fast_job_lints_and_runs_the_fast_tier_on_push_and_pull_request():
 def test_the_gate_job_runs_the_slow_tier_and_reports():
     job = load("gate-run.yml")["jobs"]["gate"]
     assert SLOW_COMMAND in runs(job)
-    assert any("$GITHUB_STEP_SUMMARY" in run for run in runs(job))
+    summary = next(run for run in runs(job) if "$GITHUB_STEP_SUMMARY" in run)
+    assert "python report.py summary runs" in summary and "--compare runs/main" in summary
     upload = next(s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact"))
     assert (
         "${{ github.run_id }}" in upload["with"]["name"] and upload["with"]["retention-days"] <= 30
