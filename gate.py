@@ -242,7 +242,10 @@ def check_parameters(net: nn.Module, profile: Profile) -> int:
             f"frozen parameters would hide from the count: {', '.join(frozen)}; every parameter "
             "must be trainable"
         )
-    count = count_parameters(net)
+    return check_parameter_count(count_parameters(net), profile)
+
+
+def check_parameter_count(count: int, profile: Profile) -> int:
     if count >= profile.max_params:
         raise GateError(
             f"{count:,} trainable parameters; profile {profile.name} allows fewer than "

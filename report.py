@@ -32,24 +32,27 @@ def profile_for(model_name: str) -> gate.Profile | None:
     return next((p for p in gate.load_profiles().values() if p.model == model_name), None)
 
 
-def gate_rows(metrics: dict) -> list[tuple[str, str, str, str, str]]:
-    """(check, value, budget, margin, verdict) for the run's profile, if its model is gated."""
-    profile = profile_for(metrics["model"])
-    if profile is None:
-        return []
+def gate_rows(metrics: dict, profile: gate.Profile) -> list[tuple[str, str, str, str, str]]:
+    """(check, value, budget, margin, verdict), each verdict from the gate's own check."""
     acc, params, epochs = metrics["final_test_acc"], metrics["parameters"], metrics["epochs"]
     return [
         ("parameters", f"{params:,}", f"< {profile.max_params:,}",
-         f"{profile.max_params - params:,} spare", verdict(params < profile.max_params)),
+         f"{profile.max_params - params:,} spare",
+         verdict(gate.check_parameter_count, params, profile)),
         ("epochs", str(epochs), f"<= {profile.max_epochs}",
-         f"{profile.max_epochs - epochs} spare", verdict(epochs <= profile.max_epochs)),
+         f"{profile.max_epochs - epochs} spare", verdict(gate.check_epochs, epochs, profile)),
         ("final-epoch test accuracy", f"{acc:.2%}", f">= {profile.min_accuracy:.2%}",
-         f"{(acc - profile.min_accuracy) * 100:+.2f} points", verdict(acc >= profile.min_accuracy)),
+         f"{(acc - profile.min_accuracy) * 100:+.2f} points",
+         verdict(gate.check_accuracy, acc, profile)),
     ]  # fmt: skip
 
 
-def verdict(ok: bool) -> str:
-    return "pass" if ok else "**FAIL**"
+def verdict(check, value, profile: gate.Profile) -> str:
+    try:
+        check(value, profile)
+    except gate.GateError:
+        return "**FAIL**"
+    return "pass"
 
 
 def table(header: tuple[str, ...], rows) -> str:
@@ -63,9 +66,10 @@ def run_summary(metrics: dict) -> str:
     profile = profile_for(metrics["model"])
     title = f"{metrics['model']} (profile {profile.name})" if profile else metrics["model"]
     parts = [f"### {title}, seed {metrics['seed']}"]
-    rows = gate_rows(metrics)
-    if rows:
-        parts.append(table(("check", "value", "budget", "margin", "result"), rows))
+    if profile:
+        parts.append(
+            table(("check", "value", "budget", "margin", "result"), gate_rows(metrics, profile))
+        )
     else:
         parts.append(f"No profile in pyproject.toml gates {metrics['model']}.")
     parts.append(

@@ -86,9 +86,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"--model {cfg.model!r} is not a network class in model.py")
     if not Path(cfg.data_dir).is_dir():
         raise ConfigError(f"--data-dir {cfg.data_dir} is not a directory")
-    if cfg.out and Path(cfg.out).exists():
-        if not Path(cfg.out).is_dir() or any(Path(cfg.out).iterdir()):
-            raise ConfigError(f"--out {cfg.out} is not an empty folder; nothing is overwritten")
+    out = Path(cfg.out) if cfg.out else None
+    if out and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {cfg.out} is not an empty folder; nothing is overwritten")
     pick_device(cfg.device)
 
 

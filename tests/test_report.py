@@ -60,7 +60,7 @@ def test_the_curves_are_drawn(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_summary_of_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):
+def test_summary_of_a_folder_without_runs_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as exit:
         report.main(["summary", str(tmp_path)])
     assert "no gate-*/metrics.json under" in str(exit.value.code)
