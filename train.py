@@ -39,7 +39,7 @@ def setting(default, help: str):
 @dataclass
 class Config:
     model: str = setting("Net", "network class in model.py")
-    epochs: int = setting(15, "training epochs")
+    epochs: int = setting(12, "training epochs")
     batch_size: int = setting(256, "images per training step")
     lr: float = setting(0.2, "peak learning rate of the one-cycle schedule")
     warmup: float = setting(0.25, "fraction of the steps spent ramping the learning rate up")
@@ -49,6 +49,7 @@ class Config:
     rotate: float = setting(10.0, "augmentation: largest rotation, degrees")
     scale: float = setting(0.1, "augmentation: largest relative zoom in or out")
     translate: float = setting(0.1, "augmentation: largest shift, fraction of the image side")
+    clean_epochs: int = setting(2, "final epochs trained without augmentation")
     limit: int = setting(0, "train on the first N images only, for smoke tests (0: all 60,000)")
     seed: int = setting(0, "seeds initialisation, shuffling, augmentation and dropout")
     device: str = setting("auto", "auto, cpu or cuda (auto picks cuda when present)")
@@ -79,6 +80,10 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}"
             )
+    if not 0 <= cfg.clean_epochs <= cfg.epochs:
+        raise ConfigError(
+            f"--clean-epochs must be between 0 and --epochs ({cfg.epochs}), got {cfg.clean_epochs}"
+        )
     for name in ("weight_decay", "rotate", "threads", "limit"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
@@ -206,6 +211,7 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
         momentum=cfg.momentum,
         nesterov=True,
         weight_decay=cfg.weight_decay,
+        fused=True,  # one kernel for all parameters: a third of the default's time per step
     )
     total = cfg.epochs * steps
     warm = max(1, round(cfg.warmup * total))
@@ -219,6 +225,7 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
     history = []
     for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
+        augmenting = epoch <= cfg.epochs - cfg.clean_epochs
         net.train()
         lr = schedule.get_last_lr()[0]
         losses = torch.zeros(steps, device=device)
@@ -231,7 +238,8 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             disable=None if cfg.progress else True,
         )
         for step, idx in enumerate(bar):
-            x = normalize(augment(train_x[idx].float() / 255, cfg, gen))
+            x = train_x[idx].float() / 255
+            x = normalize(augment(x, cfg, gen) if augmenting else x)
             y = train_y[idx]
             with autocast(device):
                 logits = forward(x)

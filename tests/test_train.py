@@ -14,8 +14,8 @@ from train import ROOT
 
 
 def smoke(tmp_path, **overrides) -> train.Config:
-    """A run small enough for the fast tier: 1,024 training images, one epoch."""
-    settings = dict(epochs=1, limit=1024, out=tmp_path / "run", progress=False)
+    """A run small enough for the fast tier: 1,024 training images, one augmented epoch."""
+    settings = dict(epochs=1, clean_epochs=0, limit=1024, out=tmp_path / "run", progress=False)
     return train.Config(**{**settings, **overrides})
 
 
@@ -31,6 +31,7 @@ def smoke(tmp_path, **overrides) -> train.Config:
         (["--model", "Nope"], "--model 'Nope' is not a network class in model.py"),
         (["--data-dir", "/no/such/dir"], "--data-dir /no/such/dir is not a directory"),
         (["--warmup", "1.5"], "--warmup must be in [0, 1), got 1.5"),
+        (["--clean-epochs", "13"], "--clean-epochs must be between 0 and --epochs (12), got 13"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -83,6 +84,19 @@ def test_the_same_seed_gives_the_same_run(tmp_path):
         return [{k: v for k, v in row.items() if "seconds" not in k} for row in metrics["history"]]
 
     assert untimed(first) == untimed(second)
+
+
+def test_only_the_clean_epochs_skip_augmentation(tmp_path, monkeypatch):
+    augmented = []
+    real = train.augment
+
+    def counting(images, *args):
+        augmented.append(len(images))
+        return real(images, *args)
+
+    monkeypatch.setattr(train, "augment", counting)
+    train.train(smoke(tmp_path, epochs=3, clean_epochs=1, batch_size=256))
+    assert sum(augmented) == 2 * 1024
 
 
 class Exploding(nn.Module):
