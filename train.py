@@ -49,7 +49,7 @@ class Config:
     rotate: float = setting(10.0, "augmentation: largest rotation, degrees")
     scale: float = setting(0.1, "augmentation: largest relative zoom in or out")
     translate: float = setting(0.1, "augmentation: largest shift, fraction of the image side")
-    clean_epochs: int = setting(2, "final epochs trained without augmentation")
+    clean_epochs: int = setting(2, "last epochs trained without augmentation (all, if fewer)")
     limit: int = setting(0, "train on the first N images only, for smoke tests (0: all 60,000)")
     seed: int = setting(0, "seeds initialisation, shuffling, augmentation and dropout")
     device: str = setting("auto", "auto, cpu or cuda (auto picks cuda when present)")
@@ -80,11 +80,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}"
             )
-    if not 0 <= cfg.clean_epochs <= cfg.epochs:
-        raise ConfigError(
-            f"--clean-epochs must be between 0 and --epochs ({cfg.epochs}), got {cfg.clean_epochs}"
-        )
-    for name in ("weight_decay", "rotate", "threads", "limit"):
+    for name in ("weight_decay", "rotate", "clean_epochs", "threads", "limit"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
     if not isinstance(getattr(models, cfg.model, None), type):
