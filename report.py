@@ -95,7 +95,9 @@ def plot_curves(metrics: dict, path: Path) -> None:
     loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (label-smoothed)")
     loss_ax.plot(epochs, [h["test_loss"] for h in history], "o-", label="test")
     loss_ax.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
-    acc_ax.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label="train (augmented)")
+    clean = sum(not h.get("augmented", True) for h in history)
+    train_label = f"train (augmented{f', last {clean} clean' if clean else ''})"
+    acc_ax.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label=train_label)
     acc_ax.plot(epochs, [100 * h["test_acc"] for h in history], "o-", label="test")
     profile = profile_for(metrics["model"])
     bar = 100 * (profile.min_accuracy if profile else 0.994)

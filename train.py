@@ -264,6 +264,7 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             "test_loss": test_loss,
             "test_acc": test_acc,
             "lr": lr,
+            "augmented": augmenting,
             "train_seconds": train_seconds,
             "seconds": time.perf_counter() - epoch_start,
         }

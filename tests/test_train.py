@@ -95,8 +95,9 @@ def test_only_the_clean_epochs_skip_augmentation(tmp_path, monkeypatch):
         return real(images, *args)
 
     monkeypatch.setattr(train, "augment", counting)
-    train.train(smoke(tmp_path, epochs=3, clean_epochs=1, batch_size=256))
+    _, metrics = train.train(smoke(tmp_path, epochs=3, clean_epochs=1, batch_size=256))
     assert sum(augmented) == 2 * 1024
+    assert [row["augmented"] for row in metrics["history"]] == [True, True, False]
 
 
 class Exploding(nn.Module):
