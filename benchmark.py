@@ -1,7 +1,7 @@
 """Training throughput of this project's pipeline against the usual DataLoader pipeline, same model.
 
     python benchmark.py                    # reference steps, then one full gated training run
-    python benchmark.py --device cuda --out runs/bench-cuda
+    python benchmark.py --model Net25k --device cuda --out runs/bench-cuda
 
 The reference is the pipeline most MNIST exercises use: a torchvision DataLoader with 2 workers,
 batch 128, and per-sample PIL RandomRotation + RandomAffine. It trains the same network with the
@@ -24,7 +24,7 @@ from torchvision import transforms
 
 import gate
 import train
-from mnist import MEAN, STD, load_mnist
+from mnist import MEAN, STD, DataError, load_mnist
 
 
 class PilMnist(Dataset):
@@ -72,26 +72,42 @@ def reference_images_per_second(cfg: train.Config, steps: int, warmup: int = 5) 
     return steps * 128 / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = train.Parser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="Net", help="network class in model.py (default: Net)")
     parser.add_argument(
-        "--steps", type=int, default=100, help="reference steps timed (default: 100)"
+        "--steps", type=positive_int, default=100, help="reference steps timed (default: 100)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="default: runs/bench")
-    args = parser.parse_args()
-    cfg = train.Config(device=args.device, out=args.out, progress=False)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the training run, new or empty (default: runs/bench-<time>/)",
+    )
+    args = parser.parse_args(argv)
+    out = args.out or train.ROOT / "runs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    cfg = train.Config(model=args.model, device=args.device, out=out, progress=False)
     try:
         train.validate(cfg)
-    except train.ConfigError as err:
+        reference = reference_images_per_second(cfg, args.steps)
+        _, metrics = train.train(cfg)
+    except (train.ConfigError, DataError) as err:
         parser.exit(2, f"benchmark.py: error: {err}\n")
-
-    reference = reference_images_per_second(cfg, args.steps)
-    _, metrics = train.train(cfg)
+    except train.TrainingError as err:
+        parser.exit(1, f"benchmark.py: error: {err}\n")
     history = metrics["history"]
     project = 60_000 / statistics.median(h["train_seconds"] for h in history)
 
-    threshold = gate.load_profiles()["8k"].min_accuracy
+    profiles = gate.load_profiles()
+    gated = next((p for p in profiles.values() if p.model == cfg.model), profiles["8k"])
+    threshold = gated.min_accuracy
     reached = next((h for h in history if h["test_acc"] >= threshold), None)
     elapsed = {h["epoch"]: sum(g["seconds"] for g in history[: h["epoch"]]) for h in history}
     print(f"\ndevice: {metrics['device']} ({metrics['device_type']}, {metrics['threads']} threads)")
