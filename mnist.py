@@ -9,6 +9,7 @@ import torch
 DATA_DIR = Path(__file__).resolve().parent / "data"
 RAW_DIR = DATA_DIR / "MNIST" / "raw"
 MEAN, STD = 0.1307, 0.3081
+SIZE = 28  # image side, pixels
 
 # Size and MD5 of the official uncompressed files: the .gz wrappers may differ, the contents not.
 MNIST_FILES = {
@@ -65,8 +66,8 @@ def load_mnist(data_dir: Path = DATA_DIR) -> dict[str, torch.Tensor]:
         return torch.frombuffer(data, dtype=torch.uint8).reshape(shape)
 
     return {
-        "train_x": tensor("train-images-idx3-ubyte", 16, (60_000, 28, 28)),
+        "train_x": tensor("train-images-idx3-ubyte", 16, (60_000, SIZE, SIZE)),
         "train_y": tensor("train-labels-idx1-ubyte", 8, (60_000,)).long(),
-        "test_x": tensor("t10k-images-idx3-ubyte", 16, (10_000, 28, 28)),
+        "test_x": tensor("t10k-images-idx3-ubyte", 16, (10_000, SIZE, SIZE)),
         "test_y": tensor("t10k-labels-idx1-ubyte", 8, (10_000,)).long(),
     }

@@ -23,6 +23,7 @@ from torch import nn  # noqa: E402
 
 import gate  # noqa: E402
 import model  # noqa: E402
+from mnist import SIZE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 README = ROOT / "README.md"
@@ -61,6 +62,12 @@ def table(header: tuple[str, ...], rows) -> str:
     return "\n".join(lines)
 
 
+def images(row: dict) -> str:
+    """What one epoch trained on, e.g. "20x20 augmented" (rows from older runs lack the keys)."""
+    size = row.get("size", SIZE)
+    return f"{size}x{size} {'augmented' if row.get('augmented', True) else 'clean'}"
+
+
 def run_summary(metrics: dict) -> str:
     """One run as Markdown: the gate table, the per-epoch history, where it ran."""
     profile = profile_for(metrics["model"])
@@ -78,11 +85,11 @@ def run_summary(metrics: dict) -> str:
         f"commit {(metrics.get('git_commit') or 'unknown')[:12]}."
     )
     history = [
-        (h["epoch"], f"{h['train_loss']:.4f}", f"{h['train_acc']:.2%}", f"{h['test_loss']:.4f}",
-         f"{h['test_acc']:.2%}", f"{h['lr']:.4f}", f"{h['seconds']:.1f}")
+        (h["epoch"], images(h), f"{h['train_loss']:.4f}", f"{h['train_acc']:.2%}",
+         f"{h['test_loss']:.4f}", f"{h['test_acc']:.2%}", f"{h['lr']:.4f}", f"{h['seconds']:.1f}")
         for h in metrics["history"]
     ]  # fmt: skip
-    header = ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "s")
+    header = ("epoch", "images", "train loss", "train acc", "test loss", "test acc", "lr", "s")
     parts.append("<details><summary>per-epoch history</summary>\n\n" + table(header, history))
     parts.append("</details>")
     return "\n\n".join(parts) + "\n"
@@ -105,7 +112,12 @@ def plot_curves(metrics: dict, path: Path) -> None:
     # Zoom on the top of the scale, but never hide a run that stayed far below it.
     lowest = min(100 * h["test_acc"] for h in history[1:] or history)
     acc_ax.set(title="accuracy", xlabel="epoch", ylabel="%", ylim=(min(98, int(lowest)), 100))
+    small = [h for h in history if h.get("size", SIZE) < SIZE]
     for ax in (loss_ax, acc_ax):
+        if small:
+            size = small[0]["size"]
+            ax.axvspan(small[0]["epoch"] - 0.5, small[-1]["epoch"] + 0.5, color="grey", alpha=0.15,
+                       label=f"{size}x{size} images, train and test")  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend()
         ax.set_xticks(epochs)

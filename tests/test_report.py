@@ -55,6 +55,16 @@ def test_the_comparison_shows_the_change_against_main(tmp_path):
     assert "| Net final-epoch accuracy | 99.40% | 99.45% | +0.05 |" in text
 
 
+def test_the_history_says_what_each_epoch_trained_on():
+    metrics = fake_metrics(0.9945)
+    sizes, augmented = (20, 28, 28), (True, True, False)
+    for row, size, aug in zip(metrics["history"], sizes, augmented, strict=True):
+        row.update(size=size, augmented=aug)
+    summary = report.run_summary(metrics)
+    for epoch, images in ((1, "20x20 augmented"), (2, "28x28 augmented"), (3, "28x28 clean")):
+        assert f"| {epoch} | {images} |" in summary
+
+
 def test_the_curves_are_drawn(tmp_path):
     report.plot_curves(fake_metrics(0.9945), tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -32,6 +32,9 @@ def smoke(tmp_path, **overrides) -> train.Config:
         (["--data-dir", "/no/such/dir"], "--data-dir /no/such/dir is not a directory"),
         (["--warmup", "1.5"], "--warmup must be in [0, 1), got 1.5"),
         (["--clean-epochs", "-1"], "--clean-epochs must not be negative"),
+        (["--small-epochs", "-1"], "--small-epochs must not be negative"),
+        (["--small-size", "21"], "--small-size must be even and from 8 to 28, got 21"),
+        (["--small-size", "30"], "--small-size must be even and from 8 to 28, got 30"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -98,6 +101,28 @@ def test_only_the_clean_epochs_skip_augmentation(tmp_path, monkeypatch):
     _, metrics = train.train(smoke(tmp_path, epochs=3, clean_epochs=1, batch_size=256))
     assert sum(augmented) == 2 * 1024
     assert [row["augmented"] for row in metrics["history"]] == [True, True, False]
+
+
+class Recorded(model.Net):
+    """Net, noting the side of every batch it sees in training and in evaluation."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = {True: [], False: []}
+
+    def forward(self, x):
+        self.seen[self.training].append(x.shape[-1])
+        return super().forward(x)
+
+
+def test_the_small_epochs_train_and_test_shrunk_and_the_last_is_full_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(model, "Recorded", Recorded, raising=False)
+    cfg = smoke(tmp_path, model="Recorded", epochs=3, clean_epochs=1, small_epochs=5, limit=512)
+    net, metrics = train.train(cfg)
+    assert [row["size"] for row in metrics["history"]] == [20, 20, 28]
+    assert net.seen[True] == [20, 20, 20, 20, 28, 28]  # two steps an epoch
+    # The test set in batches of 2,000 after each epoch (the report's model summary follows).
+    assert net.seen[False][:15] == [20] * 10 + [28] * 5
 
 
 class Exploding(nn.Module):
