@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 import gate
+import report
 import train
 from mnist import MEAN, SIZE, STD, DataError, load_mnist
 
@@ -108,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     like_reference = [h for h in history if h["augmented"] and h["size"] == SIZE]
     project = 60_000 / statistics.median(h["train_seconds"] for h in like_reference)
 
-    profiles = gate.load_profiles()
-    gated = next((p for p in profiles.values() if p.model == cfg.model), profiles["8k"])
+    gated = report.profile_for(cfg.model) or gate.load_profiles()["8k"]
     threshold = gated.min_accuracy
     full_size = (h for h in history if h["size"] == SIZE)
     reached = next((h for h in full_size if h["test_acc"] >= threshold), None)

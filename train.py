@@ -115,7 +115,8 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Float images shrunk to size x size (bilinear), or as they are at full size."""
+    """Float images shrunk to size x size (bilinear), or as they are at full size. Bilinear
+    weights sum to one, so it makes no difference whether the images were normalised first."""
     if images.shape[-1] == size:
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
@@ -163,7 +164,7 @@ def evaluate(
     net.eval()
     loss, correct = torch.zeros((), device=labels.device), torch.zeros((), device=labels.device)
     for start in range(0, len(labels), batch_size):
-        x = normalize(resize(images[start : start + batch_size].float() / 255, size))
+        x = resize(normalize(images[start : start + batch_size]), size)
         y = labels[start : start + batch_size]
         with autocast(x.device):
             logits = net(x).float()
