@@ -153,14 +153,13 @@ def load_runs(paths) -> list[dict]:
     return [json.loads(Path(p, "metrics.json").read_text()) for p in paths]
 
 
-def comparison(runs: list[dict], main_dir: Path) -> str:
-    """This change against main's last gate result, per model, or plainly that there is none."""
+def comparison(runs: list[dict], main_dir: Path, note: str | None = None) -> str:
+    """This change against main's last gate result, per model, or plainly that there is none
+    (note: the workflow's sentence saying why, where it knows)."""
     main = {m["model"]: m for m in load_runs(p.parent for p in main_dir.glob("**/metrics.json"))}
     if not main:
-        return (
-            "### Against main\n\nNo gate result from main to compare with: main has no successful "
-            "gate run yet, or its artifact has expired.\n"
-        )
+        why = note or "main has no successful gate run yet, or its artifact has expired."
+        return f"### Against main\n\nNo gate result from main to compare with. {why}\n"
     rows = []
     for run in runs:
         base = main.get(run["model"])
@@ -226,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = sub.add_parser("summary", help="Markdown for every gate-*/ run under a folder")
     summary.add_argument("runs", type=Path, help="folder holding gate-<profile>/ runs")
     summary.add_argument("--compare", type=Path, help="folder holding main's gate runs")
+    summary.add_argument("--main-note", help="why main's runs are missing, where the caller knows")
     readme = sub.add_parser("readme", help="rewrite README.md's generated sections")
     readme.add_argument("seed_runs", type=Path, nargs="*", help="run folders for the seed table")
     args = parser.parse_args(argv)
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = load_runs(dirs)
         print("## Model gate\n\n" + "\n".join(run_summary(m) for m in runs))
         if args.compare:
-            print(comparison(runs, args.compare))
+            print(comparison(runs, args.compare, args.main_note))
         return
 
     missing = [str(p) for p in args.seed_runs if not (p / "metrics.json").is_file()]

@@ -1,8 +1,10 @@
 """The GitHub workflows keep their promises: checked offline, on every run of the fast tier."""
 
+import json
 import re
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT
@@ -47,9 +49,21 @@ def test_every_workflow_matches_the_github_workflow_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_dependabot_configuration_matches_its_schema_and_moves_the_action_pins():
+    path = ROOT / ".github" / "dependabot.yml"
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    updates = YAML(typ="safe").load(path.read_text())["updates"]
+    assert any(u["package-ecosystem"] == "github-actions" for u in updates)
+
+
 def test_zizmor_pedantic_finds_nothing():
     result = subprocess.run(
-        [tool("zizmor"), "--offline", "--persona", "pedantic", str(WORKFLOWS)],
+        [tool("zizmor"), "--offline", "--persona", "pedantic", str(ROOT / ".github")],
         capture_output=True,
         text=True,
     )
@@ -65,23 +79,107 @@ def test_the_readme_and_ci_name_the_same_commands():
         assert re.search(rf"^(\S+=\S+ )*{command}$", ci, re.M), f".ci/run never runs `{command}`"
 
 
-def test_the_fast_job_lints_and_runs_the_fast_tier_on_push_and_pull_request():
+def test_the_fast_job_lints_and_runs_the_fast_tier_once_per_change():
     fast = load("fast.yml")
-    assert {"push", "pull_request"} <= set(fast["on"])
+    # Pushes to main, and pull requests: a branch's push is covered by its pull request.
+    assert fast["on"]["push"] == {"branches": ["main"]} and "pull_request" in fast["on"]
     job = fast["jobs"]["checks"]
     assert FAST_COMMAND in runs(job) and "ruff check ." in runs(job)
-    assert fast["concurrency"]["cancel-in-progress"] is True
+
+
+def evaluate(value, **github):
+    """A workflow value with its ${{ }} expressions worked out for one run, as GitHub would for
+    the few operators used here (==, &&, ||, parentheses, quoted strings)."""
+    context = {"github": SimpleNamespace(**github)}
+
+    def one(match):
+        expr = match.group(1).replace("&&", " and ").replace("||", " or ")
+        return str(eval(expr, {}, context))  # our own workflow files, not untrusted input
+
+    text = re.sub(r"\$\{\{(.*?)\}\}", one, str(value))
+    return {"True": True, "False": False}.get(text, text)
+
+
+EVENTS = {
+    "pull_request": {"event_name": "pull_request", "ref": "refs/pull/7/merge"},
+    "push": {"event_name": "push", "ref": "refs/heads/main"},
+    "schedule": {"event_name": "schedule", "ref": "refs/heads/main"},
+    "workflow_dispatch": {"event_name": "workflow_dispatch", "ref": "refs/heads/main"},
+}
+
+
+@pytest.mark.parametrize("name", ["fast.yml", "gate.yml"])
+def test_only_a_newer_pull_request_run_cancels_an_older_one(name):
+    concurrency = load(name)["concurrency"]
+
+    def run(event: str, run_id: int):
+        github = {**EVENTS[event], "run_id": run_id}
+        return (
+            evaluate(concurrency["group"], **github),
+            evaluate(concurrency["cancel-in-progress"], **github),
+        )
+
+    group, cancel = run("pull_request", 1)
+    assert run("pull_request", 2) == (group, True) and cancel is True
+    # Runs on main never share a group (a group holds one pending run and drops the one before
+    # it) and never cancel: a weekly CPU run or a second merge leaves the GPU gate on main alone.
+    main_runs = [run(event, run_id) for run_id, event in enumerate(EVENTS, start=10)]
+    main_runs = [r for r, event in zip(main_runs, EVENTS, strict=True) if event != "pull_request"]
+    assert len({g for g, _ in main_runs}) == len(main_runs)
+    assert all(c is False for _, c in main_runs)
 
 
 def test_the_gate_job_runs_the_slow_tier_and_reports():
     job = load("gate-run.yml")["jobs"]["gate"]
     assert SLOW_COMMAND in runs(job)
+    # Failing checks become error annotations on GitHub (the plugin is idle elsewhere).
+    assert "pytest-github-actions-annotate-failures==" in (ROOT / "requirements.txt").read_text()
     summary = next(run for run in runs(job) if "$GITHUB_STEP_SUMMARY" in run)
     assert "python report.py summary runs" in summary and "--compare runs/main" in summary
     upload = next(s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact"))
     assert (
         "${{ github.run_id }}" in upload["with"]["name"] and upload["with"]["retention-days"] <= 30
     )
+
+
+def test_each_gate_job_uploads_under_its_own_artifact_name():
+    # A manual run starts the gpu and the cpu job in one workflow run; upload-artifact refuses a
+    # name that the run already has.
+    upload = next(
+        s
+        for s in steps(load("gate-run.yml")["jobs"]["gate"])
+        if s.get("uses", "").startswith("actions/upload-artifact")
+    )
+    callers = load("gate.yml")["jobs"]
+    names = {
+        evaluate(upload["with"]["name"].replace("inputs.kind", f"'{job['with']['kind']}'"),
+                 run_id=5, run_attempt=1)
+        for job in callers.values()
+    }  # fmt: skip
+    assert len(names) == len(callers), names
+
+
+def test_main_is_fetched_without_the_github_cli():
+    # gh is preinstalled on GitHub's hosted images only, not on a self-hosted runner.
+    job = load("gate-run.yml")["jobs"]["gate"]
+    assert not any(re.search(r"\bgh\b", run) for run in runs(job))
+    download = next(
+        s for s in steps(job) if s.get("uses", "").startswith("actions/download-artifact")
+    )
+    assert "steps.main.outputs.run-id" in download["with"]["run-id"]
+
+
+def test_the_gate_environment_lives_outside_the_workspace():
+    job = load("gate-run.yml")["jobs"]["gate"]
+    assert any(run.startswith("scripts/gate-env.sh") for run in runs(job))
+    assert not any("python3 -m venv .venv" in run for run in runs(job))
+
+
+def test_the_badges_show_main_pushes_only():
+    readme = (ROOT / "README.md").read_text()
+    for name in ("fast", "gate"):
+        badge = re.search(rf"actions/workflows/{name}\.yml/badge\.svg(\S*?)\)", readme)
+        assert badge and badge.group(1) == "?branch=main&event=push", f"{name} badge: {badge}"
 
 
 def test_the_gpu_gate_runs_on_a_self_hosted_gpu_runner_and_never_for_forks():
@@ -119,3 +217,53 @@ def test_workflows_start_with_no_permissions_and_pin_actions_to_commits(path):
             action, ref, comment = match.groups()
             assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{action} pinned to {ref}, not a commit"
             assert re.search(r"# v\d", comment), f"{action}@{ref} has no version comment"
+
+
+HOOK = ROOT / "scripts" / "runner-job-started.sh"
+REPO = {"full_name": "owner/mnist-gate"}
+
+
+def pull_request(head: str | None) -> dict:
+    head_repo = {"full_name": head} if head else None
+    return {
+        "number": 7,
+        "pull_request": {"number": 7, "head": {"repo": head_repo}},
+        "repository": REPO,
+    }
+
+
+@pytest.mark.parametrize(
+    "event, allowed",
+    [
+        (pull_request("owner/mnist-gate"), True),
+        (pull_request("someone/mnist-gate"), False),
+        (pull_request(None), False),  # the fork was deleted
+        ({"ref": "refs/heads/main", "repository": REPO}, True),  # push
+        ({"schedule": "17 4 * * 1", "repository": REPO}, True),
+        ({"inputs": {}, "ref": "refs/heads/main", "repository": REPO}, True),  # workflow_dispatch
+    ],
+    ids=["same-repo pull request", "fork pull request", "deleted fork", "push", "schedule",
+         "dispatch"],
+)  # fmt: skip
+def test_the_runner_hook_refuses_pull_requests_from_forks(tmp_path, event, allowed):
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    result = subprocess.run(
+        ["bash", str(HOOK)], env={"GITHUB_EVENT_PATH": str(path), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if allowed:
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode != 0
+        lines = result.stdout.strip().splitlines()
+        assert len(lines) == 1 and "pull request #7 comes from" in lines[0], result.stdout
+
+
+def test_the_runner_hook_refuses_when_it_cannot_read_the_event(tmp_path):
+    for env in ({}, {"GITHUB_EVENT_PATH": str(tmp_path / "missing.json")}):
+        result = subprocess.run(
+            ["bash", str(HOOK)], env={**env, "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode != 0 and "runner hook:" in result.stdout
