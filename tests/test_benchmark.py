@@ -1,8 +1,8 @@
-"""benchmark.py refuses bad values in one line, before it spends any time measuring."""
+"""The benchmark refuses bad values in one line, before it spends any time measuring."""
 
 import pytest
 
-import benchmark
+from scripts import benchmark
 
 
 @pytest.mark.parametrize(
@@ -10,7 +10,7 @@ import benchmark
     [
         (["--steps", "0"], "argument --steps: must be positive, got 0"),
         (["--steps", "many"], "argument --steps: invalid positive_int value: 'many'"),
-        (["--model", "Nope"], "--model 'Nope' is not a network class in model.py"),
+        (["--model", "Nope"], "--model 'Nope' is not a network in model.py"),
         (["--device", "tpu"], "--device must be auto, cpu or cuda, got 'tpu'"),
     ],
 )

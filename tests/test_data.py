@@ -1,17 +1,18 @@
 """The shipped MNIST files are the official ones, and a damaged copy is refused, never replaced."""
 
 import gzip
-import shutil
 
 import pytest
 
-import mnist
-from mnist import DataError, load_mnist
+from mnist_gate import data as mnist
+from mnist_gate.data import DataError, load_mnist
+
+from .helpers import writable_copy
 
 
 @pytest.fixture
 def data_copy(tmp_path):
-    shutil.copytree(mnist.DATA_DIR / "MNIST", tmp_path / "MNIST")
+    writable_copy(mnist.DATA_DIR / "MNIST", tmp_path / "MNIST")
     return tmp_path
 
 

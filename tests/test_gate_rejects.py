@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-import gate
 import train
-from mnist import load_mnist
+from mnist_gate import checks, networks, tracer
+from mnist_gate.data import load_mnist
 
-PROFILE = gate.load_profiles()["8k"]
+PROFILE = checks.load_profiles()["8k"]
 
 
 def conv(c_in, c_out, *, bn=True):
@@ -58,13 +58,13 @@ class MeanPool(nn.Module):
 
 
 def rejected(net: nn.Module) -> str:
-    with pytest.raises(gate.GateError) as err:
-        gate.check_structure(net, PROFILE)
+    with pytest.raises(checks.GateError) as err:
+        checks.check_structure(net, PROFILE)
     return str(err.value)
 
 
 def test_the_reference_net_passes_every_structural_check():
-    gate.check_structure(small(), PROFILE)
+    checks.check_structure(small(), PROFILE)
 
 
 @pytest.mark.parametrize(
@@ -77,23 +77,25 @@ def test_the_reference_net_passes_every_structural_check():
 )
 def test_every_usual_form_of_global_average_pooling_counts(pool):
     net = small(pool=[*pool, nn.Flatten(), nn.Dropout(0.1), nn.Linear(12, 10)])
-    gate.check_structure(net, PROFILE)
+    checks.check_structure(net, PROFILE)
 
 
 def test_average_pools_that_downsample_grow_the_receptive_field():
     net = small()
     net[1], net[3] = nn.AvgPool2d(2), nn.AvgPool2d(2)
-    assert gate.check_structure(net, PROFILE).rf == 34
+    assert checks.check_structure(net, PROFILE).rf == 34
 
 
 def test_a_mean_over_height_and_width_in_forward_counts():
-    t = gate.check_structure(MeanPool(), PROFILE)
+    t = checks.check_structure(MeanPool(), PROFILE)
     assert t.gap.startswith("mean over height and width")
 
 
 def test_8000_parameters_is_one_too_many():
     net = small()
-    net.register_parameter("extra", nn.Parameter(torch.zeros(8000 - gate.count_parameters(net))))
+    net.register_parameter(
+        "extra", nn.Parameter(torch.zeros(8000 - networks.count_parameters(net)))
+    )
     assert "8,000 trainable parameters; profile 8k allows fewer than 8,000, so 1 too many" in (
         rejected(net)
     )
@@ -121,8 +123,10 @@ def test_no_dropout_is_rejected():
 
 def test_flatten_into_linear_instead_of_pooling_is_rejected():
     net = small(pool=[nn.Flatten(), nn.Dropout(0.1), nn.Linear(12 * 7 * 7, 10)])
-    with pytest.raises(gate.GateError, match=r"Linear layer 9 \(588 inputs\) runs on a flattened"):
-        gate.check_global_average_pool(gate.trace(net))
+    with pytest.raises(
+        checks.GateError, match=r"Linear layer 9 \(588 inputs\) runs on a flattened"
+    ):
+        checks.check_global_average_pool(tracer.trace(net))
 
 
 def test_a_receptive_field_smaller_than_the_image_is_rejected():
@@ -138,19 +142,19 @@ def test_wrong_output_shape_is_rejected():
 def test_an_untrained_model_fails_the_accuracy_check():
     torch.manual_seed(0)
     data = load_mnist()
-    net = gate.build(PROFILE).to(memory_format=torch.channels_last)
+    net = checks.build(PROFILE).to(memory_format=torch.channels_last)
     _, accuracy = train.evaluate(net, data["test_x"].unsqueeze(1), data["test_y"])
-    with pytest.raises(gate.GateError, match=r"final-epoch test accuracy .* is below the 99.40%"):
-        gate.check_accuracy(accuracy, PROFILE)
+    with pytest.raises(checks.GateError, match=r"final-epoch test accuracy .* is below the 99.40%"):
+        checks.check_accuracy(accuracy, PROFILE)
 
 
 def test_accuracy_just_under_the_threshold_fails_and_at_it_passes():
-    with pytest.raises(gate.GateError, match=r"below the 99.40% threshold .* by 0.01 points"):
-        gate.check_accuracy(0.9939, PROFILE)
-    assert gate.check_accuracy(0.9940, PROFILE) == pytest.approx(0)
+    with pytest.raises(checks.GateError, match=r"below the 99.40% threshold .* by 0.01 points"):
+        checks.check_accuracy(0.9939, PROFILE)
+    assert checks.check_accuracy(0.9940, PROFILE) == pytest.approx(0)
 
 
 def test_more_epochs_than_the_budget_fail():
-    with pytest.raises(gate.GateError, match="trained 16 epochs; profile 8k allows at most 15"):
-        gate.check_epochs(16, PROFILE)
-    gate.check_epochs(15, PROFILE)
+    with pytest.raises(checks.GateError, match="trained 16 epochs; profile 8k allows at most 15"):
+        checks.check_epochs(16, PROFILE)
+    checks.check_epochs(15, PROFILE)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-import report
+from mnist_gate import paths, report
 
 
 def fake_metrics(accuracy: float, model: str = "Net") -> dict:
@@ -22,13 +22,14 @@ def fake_metrics(accuracy: float, model: str = "Net") -> dict:
 
 
 def test_readme_architecture_matches_the_networks():
-    readme = report.README.read_text()
+    readme = paths.README.read_text()
     section = re.search(
         r"<!-- generated:architecture -->\n(.*?)<!-- /generated:architecture -->", readme, re.S
     )
     assert section, "README.md has no generated:architecture section"
     assert section.group(1).strip() == report.architecture().strip(), (
-        "README.md's architecture no longer matches model.py; run `python report.py readme`"
+        "README.md's architecture no longer matches model.py; run "
+        "`python -m mnist_gate.report readme`"
     )
 
 
@@ -70,7 +71,8 @@ def test_the_curves_are_drawn(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_summary_of_a_folder_without_runs_is_a_one_line_error(tmp_path):
+def test_summary_of_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         report.main(["summary", str(tmp_path)])
-    assert "no gate-*/metrics.json under" in str(exit.value.code)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and "no gate-*/metrics.json under" in err

@@ -7,8 +7,9 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT
 from ruamel.yaml import YAML
+
+from mnist_gate.paths import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
@@ -135,7 +136,8 @@ def test_the_gate_job_runs_the_slow_tier_and_reports():
     # Failing checks become error annotations on GitHub (the plugin is idle elsewhere).
     assert "pytest-github-actions-annotate-failures==" in (ROOT / "requirements.txt").read_text()
     summary = next(run for run in runs(job) if "$GITHUB_STEP_SUMMARY" in run)
-    assert "python report.py summary runs" in summary and "--compare runs/main" in summary
+    assert "python -m mnist_gate.report summary runs" in summary
+    assert "--compare runs/main" in summary
     upload = next(s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact"))
     assert (
         "${{ github.run_id }}" in upload["with"]["name"] and upload["with"]["retention-days"] <= 30

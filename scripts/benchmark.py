@@ -1,7 +1,7 @@
 """Training throughput of this project's pipeline against the usual DataLoader pipeline, same model.
 
-    python benchmark.py                    # reference steps, then one full gated training run
-    python benchmark.py --model Net25k --device cuda --out runs/bench-cuda
+    python -m scripts.benchmark            # one full gated training run, then the reference
+    python -m scripts.benchmark --model Net25k --device cuda --out runs/bench-cuda
 
 The reference is the pipeline most MNIST exercises use: a torchvision DataLoader with 2 workers,
 batch 128, and per-sample PIL RandomRotation + RandomAffine. It trains the same network with the
@@ -24,10 +24,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-import gate
-import report
 import train
-from mnist import MEAN, SIZE, STD, DataError, load_mnist
+from mnist_gate import checks, networks, paths
+from mnist_gate.data import MEAN, SIZE, STD, DataError, load_mnist
 
 
 class PilMnist(Dataset):
@@ -58,7 +57,7 @@ def reference_images_per_second(cfg: train.Config, steps: int, warmup: int = 5) 
     loader = DataLoader(
         PilMnist(data["train_x"], data["train_y"]), batch_size=128, shuffle=True, num_workers=2
     )
-    net = getattr(train.models, cfg.model)().to(device)
+    net = networks.build(cfg.model).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     net.train()
     batches = iter(loader)
@@ -83,7 +82,7 @@ def positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = train.Parser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    parser = train.Parser(prog="python -m scripts.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Net", help="network class in model.py (default: Net)")
     parser.add_argument(
         "--steps", type=positive_int, default=100, help="reference steps timed (default: 100)"
@@ -95,21 +94,21 @@ def main(argv: list[str] | None = None) -> None:
         help="folder for the training run, new or empty (default: runs/bench-<time>/)",
     )
     args = parser.parse_args(argv)
-    out = args.out or train.ROOT / "runs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    cfg = train.Config(model=args.model, device=args.device, out=out, progress=False)
     try:
-        train.validate(cfg)
-        reference = reference_images_per_second(cfg, args.steps)
+        cfg = train.Config(model=args.model, device=args.device, out=args.out, progress=False)
+        if cfg.out is None:
+            cfg.out = paths.new_folder("bench")
         _, metrics = train.train(cfg)
-    except (train.ConfigError, DataError) as err:
-        parser.exit(2, f"benchmark.py: error: {err}\n")
+        reference = reference_images_per_second(cfg, args.steps)
+    except (train.ConfigError, DataError, paths.RunFolderError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     except train.TrainingError as err:
-        parser.exit(1, f"benchmark.py: error: {err}\n")
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
     history = metrics["history"]
     like_reference = [h for h in history if h["augmented"] and h["size"] == SIZE]
     project = 60_000 / statistics.median(h["train_seconds"] for h in like_reference)
 
-    gated = report.profile_for(cfg.model) or gate.load_profiles()["8k"]
+    gated = checks.profile_for(cfg.model) or checks.load_profiles()["8k"]
     threshold = gated.min_accuracy
     full_size = (h for h in history if h["size"] == SIZE)
     reached = next((h for h in full_size if h["test_acc"] >= threshold), None)

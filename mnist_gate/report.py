@@ -1,17 +1,16 @@
 """Reports people read: the run summary, the training curves, the model summary and the README.
 
-    python report.py summary runs                 # Markdown for every runs/gate-*/ (CI job summary)
-    python report.py readme runs/seed0 runs/seed1  # rewrite the README's generated sections
+    python -m mnist_gate.report summary runs          # Markdown for every runs/gate-*/ (CI)
+    python -m mnist_gate.report readme runs/seeds/*   # rewrite the README's generated sections
 
-train.py calls write_run_reports() after every run, so each output folder holds metrics.json,
-summary.md, curves.png and model.txt.
+train.py's command line and the slow tier call write_run_reports() after a run, so its folder
+holds summary.md, curves.png and model.txt beside metrics.json and model.pt.
 """
 
 import argparse
 import json
 import re
 import statistics
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -21,37 +20,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
-import gate  # noqa: E402
-import model  # noqa: E402
-from mnist import SIZE  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent
-README = ROOT / "README.md"
+from . import checks, networks, paths  # noqa: E402
+from .checks import profile_for  # noqa: E402
+from .data import SIZE  # noqa: E402
+from .tracer import trace  # noqa: E402
 
 
-def profile_for(model_name: str) -> gate.Profile | None:
-    return next((p for p in gate.load_profiles().values() if p.model == model_name), None)
+class ReportError(Exception):
+    """Runs that cannot be reported as asked; the message is one line that says which and why."""
 
 
-def gate_rows(metrics: dict, profile: gate.Profile) -> list[tuple[str, str, str, str, str]]:
+def gate_rows(metrics: dict, profile: checks.Profile) -> list[tuple[str, str, str, str, str]]:
     """(check, value, budget, margin, verdict), each verdict from the gate's own check."""
     acc, params, epochs = metrics["final_test_acc"], metrics["parameters"], metrics["epochs"]
     return [
         ("parameters", f"{params:,}", f"< {profile.max_params:,}",
          f"{profile.max_params - params:,} spare",
-         verdict(gate.check_parameter_count, params, profile)),
+         verdict(checks.check_parameter_count, params, profile)),
         ("epochs", str(epochs), f"<= {profile.max_epochs}",
-         f"{profile.max_epochs - epochs} spare", verdict(gate.check_epochs, epochs, profile)),
+         f"{profile.max_epochs - epochs} spare", verdict(checks.check_epochs, epochs, profile)),
         ("final-epoch test accuracy", f"{acc:.2%}", f">= {profile.min_accuracy:.2%}",
          f"{(acc - profile.min_accuracy) * 100:+.2f} points",
-         verdict(gate.check_accuracy, acc, profile)),
+         verdict(checks.check_accuracy, acc, profile)),
     ]  # fmt: skip
 
 
-def verdict(check, value, profile: gate.Profile) -> str:
+def verdict(check, value, profile: checks.Profile) -> str:
     try:
         check(value, profile)
-    except gate.GateError:
+    except checks.GateError:
         return "**FAIL**"
     return "pass"
 
@@ -139,24 +136,57 @@ def model_summary(net: nn.Module) -> str:
         verbose=0,
         col_names=("output_size", "num_params"),
     )
-    return f"{stats}\n\nReceptive field, layer by layer:\n\n{gate.layer_table(net)}\n"
+    return f"{stats}\n\nReceptive field, layer by layer:\n\n{layer_table(net)}\n"
+
+
+def layer_table(net: nn.Module) -> str:
+    """The architecture as a Markdown table: layer, output shape, receptive field, parameters."""
+    lines = ["| layer | output | RF | params |", "|---|---|---|---|"]
+    for row in trace(net).rows:
+        shape = "x".join(str(d) for d in row.shape)
+        lines.append(f"| {row.layer} | {shape} | {row.rf} | {row.params:,} |")
+    lines.append(f"| total | | | {networks.count_parameters(net):,} |")
+    return "\n".join(lines)
 
 
 def write_run_reports(out: Path, metrics: dict, net: nn.Module) -> None:
     """summary.md, curves.png and model.txt beside metrics.json."""
-    (out / "summary.md").write_text(run_summary(metrics))
-    plot_curves(metrics, out / "curves.png")
-    (out / "model.txt").write_text(model_summary(net))
+    paths.write_text(out / "summary.md", run_summary(metrics))
+    with paths.atomic(out / "curves.png") as tmp:
+        plot_curves(metrics, tmp)
+    paths.write_text(out / "model.txt", model_summary(net))
 
 
-def load_runs(paths) -> list[dict]:
-    return [json.loads(Path(p, "metrics.json").read_text()) for p in paths]
+REQUIRED = ("model", "parameters", "epochs", "final_test_acc", "seed", "wall_seconds", "history")
+
+
+def load_run(folder: Path) -> dict:
+    """One run's metrics.json, or a one-line ReportError saying what is wrong with it."""
+    path = Path(folder, "metrics.json")
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"no metrics.json in {folder}") from None
+    except (OSError, ValueError) as err:
+        raise ReportError(f"{path} is unreadable ({err})") from None
+    missing = [k for k in REQUIRED if not isinstance(metrics, dict) or k not in metrics]
+    if missing:
+        raise ReportError(f"{path} is not a run's metrics (no {', '.join(missing)})")
+    return metrics
+
+
+def load_runs(folders) -> list[dict]:
+    return [load_run(folder) for folder in folders]
 
 
 def comparison(runs: list[dict], main_dir: Path, note: str | None = None) -> str:
     """This change against main's last gate result, per model, or plainly that there is none
     (note: the workflow's sentence saying why, where it knows)."""
-    main = {m["model"]: m for m in load_runs(p.parent for p in main_dir.glob("**/metrics.json"))}
+    try:
+        found = load_runs(p.parent for p in main_dir.glob("**/metrics.json"))
+    except ReportError as err:
+        found, note = [], f"Main's gate result cannot be read: {err}."
+    main = {m["model"]: m for m in found}
     if not main:
         why = note or "main has no successful gate run yet, or its artifact has expired."
         return f"### Against main\n\nNo gate result from main to compare with. {why}\n"
@@ -185,7 +215,7 @@ def results_table(runs: list[dict]) -> str:
         group = [r for r in runs if r["model"] == name]
         accs = [100 * r["final_test_acc"] for r in group]
         walls = [r["wall_seconds"] for r in group]
-        rf = gate.trace(getattr(model, name)()).rf
+        rf = trace(networks.build(name)).rf
         rows.append((
             name, f"{group[0]['parameters']:,}", rf, group[0]["epochs"],
             ", ".join(str(r["seed"]) for r in group),
@@ -200,12 +230,12 @@ def results_table(runs: list[dict]) -> str:
 
 def architecture() -> str:
     parts = []
-    for profile in gate.load_profiles().values():
-        net = gate.build(profile)
-        rf = gate.trace(net).rf
+    for profile in checks.load_profiles().values():
+        net = checks.build(profile)
+        rf = trace(net).rf
         parts.append(
-            f"**{profile.model}** (profile `{profile.name}`): {gate.count_parameters(net):,} "
-            f"parameters, receptive field {rf}x{rf} at the classifier.\n\n{gate.layer_table(net)}"
+            f"**{profile.model}** (profile `{profile.name}`): {networks.count_parameters(net):,} "
+            f"parameters, receptive field {rf}x{rf} at the classifier.\n\n{layer_table(net)}"
         )
     return "\n\n".join(parts)
 
@@ -215,12 +245,49 @@ def replace_section(text: str, name: str, body: str) -> str:
         rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", flags=re.DOTALL
     )
     if not pattern.search(text):
-        raise SystemExit(f"report.py: error: README.md has no generated:{name} section")
+        raise ReportError(f"README.md has no generated:{name} section")
     return pattern.sub(lambda m: m.group(1) + body.strip() + "\n" + m.group(2), text)
 
 
+def check_seed_runs(runs: list[dict]) -> None:
+    """Runs that may share the README's results table: every gated network, each trained the same
+    way on every seed, so no row is dropped and no row mixes settings."""
+    wanted = [p.model for p in checks.load_profiles().values()]
+    missing = [name for name in wanted if not any(r["model"] == name for r in runs)]
+    if missing:
+        raise ReportError(
+            f"no runs of {', '.join(missing)}: the table needs every gated network, or it would "
+            "lose a row"
+        )
+    for name in dict.fromkeys(r["model"] for r in runs):
+        group = [r for r in runs if r["model"] == name]
+        settings = {json.dumps(training_settings(r), sort_keys=True): r for r in group}
+        if len(settings) > 1:
+            a, b = list(settings.values())[:2]
+            differ = sorted(
+                k for k in training_settings(a) | training_settings(b)
+                if training_settings(a).get(k) != training_settings(b).get(k)
+            )  # fmt: skip
+            raise ReportError(
+                f"the {name} runs were not trained alike: seeds {a['seed']} and {b['seed']} "
+                f"differ in {', '.join(differ)}"
+            )
+        seeds = [r["seed"] for r in group]
+        if len(set(seeds)) < len(seeds):
+            raise ReportError(f"the {name} runs repeat a seed: {sorted(seeds)}")
+
+
+def training_settings(run: dict) -> dict:
+    """The settings that decide a run's result, less the seed and where it was saved."""
+    ignored = {"seed", "out", "progress", "data_dir"}
+    settings = {k: v for k, v in run.get("config", {}).items() if k not in ignored}
+    return {**settings, "epochs": run["epochs"]}
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Markdown reports from training runs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_gate.report", description="Markdown reports from training runs."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     summary = sub.add_parser("summary", help="Markdown for every gate-*/ run under a folder")
     summary.add_argument("runs", type=Path, help="folder holding gate-<profile>/ runs")
@@ -229,24 +296,33 @@ def main(argv: list[str] | None = None) -> None:
     readme = sub.add_parser("readme", help="rewrite README.md's generated sections")
     readme.add_argument("seed_runs", type=Path, nargs="*", help="run folders for the seed table")
     args = parser.parse_args(argv)
+    try:
+        if args.command == "summary":
+            print(summary_text(args.runs, args.compare, args.main_note))
+        else:
+            write_readme(args.seed_runs)
+    except ReportError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
 
-    if args.command == "summary":
-        dirs = sorted(p.parent for p in args.runs.glob("gate-*/metrics.json"))
-        if not dirs:
-            sys.exit(f"report.py: error: no gate-*/metrics.json under {args.runs}")
-        runs = load_runs(dirs)
-        print("## Model gate\n\n" + "\n".join(run_summary(m) for m in runs))
-        if args.compare:
-            print(comparison(runs, args.compare, args.main_note))
-        return
 
-    missing = [str(p) for p in args.seed_runs if not (p / "metrics.json").is_file()]
-    if missing:
-        sys.exit(f"report.py: error: no metrics.json in {', '.join(missing)}")
-    text = replace_section(README.read_text(), "architecture", architecture())
-    if args.seed_runs:
-        text = replace_section(text, "results", results_table(load_runs(args.seed_runs)))
-    README.write_text(text)
+def summary_text(folder: Path, compare: Path | None, note: str | None) -> str:
+    dirs = sorted(p.parent for p in folder.glob("gate-*/metrics.json"))
+    if not dirs:
+        raise ReportError(f"no gate-*/metrics.json under {folder}")
+    runs = load_runs(dirs)
+    text = "## Model gate\n\n" + "\n".join(run_summary(m) for m in runs)
+    if compare:
+        text += "\n" + comparison(runs, compare, note)
+    return text
+
+
+def write_readme(seed_runs: list[Path]) -> None:
+    text = replace_section(paths.README.read_text(), "architecture", architecture())
+    if seed_runs:
+        runs = load_runs(seed_runs)
+        check_seed_runs(runs)
+        text = replace_section(text, "results", results_table(runs))
+    paths.write_text(paths.README, text)
 
 
 if __name__ == "__main__":

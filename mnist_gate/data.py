@@ -2,11 +2,15 @@
 
 import gzip
 import hashlib
+import socket
+import zlib
 from pathlib import Path
 
 import torch
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+from .paths import ROOT
+
+DATA_DIR = ROOT / "data"
 RAW_DIR = DATA_DIR / "MNIST" / "raw"
 MEAN, STD = 0.1307, 0.3081
 SIZE = 28  # image side, pixels
@@ -18,7 +22,8 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
     "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
-RESTORE = "restore it with `git checkout -- data/` or `python scripts/make_mnist.py`"
+RESTORE = "restore it with `git checkout -- data/` or `python -m scripts.make_mnist`"
+DOWNLOAD_TIMEOUT = 30  # seconds a download may wait for the server before giving up
 
 
 class DataError(Exception):
@@ -30,7 +35,7 @@ def read_verified(path: Path) -> bytes:
     name = path.name.removesuffix(".gz")
     try:
         data = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path} is unreadable ({err}); {RESTORE}") from None
     size, md5 = MNIST_FILES[name]
     if len(data) != size or hashlib.md5(data).hexdigest() != md5:
@@ -38,15 +43,23 @@ def read_verified(path: Path) -> bytes:
     return data
 
 
-def download(data_dir: Path) -> None:
-    """No shipped files at all: let torchvision fetch the official ones into the same layout."""
+def download(data_dir: Path, timeout: float = DOWNLOAD_TIMEOUT) -> None:
+    """No shipped files at all: let torchvision fetch the official ones into the same layout.
+
+    A server that stops answering ends the download after `timeout` seconds, not never.
+    """
     from torchvision.datasets import MNIST
 
+    print(f"no MNIST files in {data_dir}: downloading them with torchvision", flush=True)
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
     try:
         for train in (True, False):
             MNIST(data_dir, train=train, download=True)
     except Exception as err:  # torchvision raises many kinds; all mean the same thing here
         raise DataError(f"no MNIST files in {data_dir} and the download failed ({err})") from None
+    finally:
+        socket.setdefaulttimeout(before)
 
 
 def load_mnist(data_dir: Path = DATA_DIR) -> dict[str, torch.Tensor]:
@@ -55,7 +68,10 @@ def load_mnist(data_dir: Path = DATA_DIR) -> dict[str, torch.Tensor]:
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist")
     paths = {name: data_dir / "MNIST" / "raw" / f"{name}.gz" for name in MNIST_FILES}
-    missing = [path for path in paths.values() if not path.is_file()]
+    try:
+        missing = [path for path in paths.values() if not path.is_file()]
+    except OSError as err:
+        raise DataError(f"cannot look inside {data_dir} ({err.strerror})") from None
     if len(missing) == len(paths):
         download(data_dir)
     elif missing:

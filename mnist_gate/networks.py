@@ -1,0 +1,52 @@
+"""The one place a network's name becomes a network: the classes in model.py that build with no
+arguments."""
+
+import importlib
+import inspect
+
+from torch import nn
+
+
+class UnknownNetwork(ValueError):
+    """A name that is not a network in model.py; the message lists the ones that are."""
+
+
+def _is_network(cls: object) -> bool:
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        return False
+    required = [
+        p
+        for p in inspect.signature(cls).parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return not required
+
+
+def names() -> list[str]:
+    """Every network model.py defines, in the order it defines them."""
+    model = importlib.import_module("model")
+    return [
+        name
+        for name, value in vars(model).items()
+        if _is_network(value) and value.__module__ == model.__name__
+    ]
+
+
+def network_class(name: str) -> type[nn.Module]:
+    model = importlib.import_module("model")
+    cls = getattr(model, name, None)
+    if not _is_network(cls):
+        raise UnknownNetwork(
+            f"{name!r} is not a network in model.py (an nn.Module that builds with no arguments); "
+            f"model.py has {', '.join(names()) or 'none'}"
+        )
+    return cls
+
+
+def build(name: str) -> nn.Module:
+    return network_class(name)()
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Trainable parameters; BatchNorm's running statistics are buffers and do not count."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,94 @@
+"""Where things live, and the run folder: claimed by one run alone, never left half-written.
+
+A run claims its folder before any training: it creates the folder (or takes an empty one) and an
+INCOMPLETE marker in it with O_EXCL, so a second run can never take the same folder, and an
+unwritable place fails at once. Files are written under a temporary name and renamed into place;
+the marker goes when the run has saved everything. A folder therefore holds a complete run, or
+says plainly that it does not.
+"""
+
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "runs"
+PYPROJECT = ROOT / "pyproject.toml"
+README = ROOT / "README.md"
+INCOMPLETE = "INCOMPLETE"
+
+
+class RunFolderError(Exception):
+    """The run cannot have the folder it asked for; the message is one line that says why."""
+
+
+def claim(out: Path | None, name: str) -> Path:
+    """Take `out` (new or empty), or a new runs/<name>-<time>/, for this run alone."""
+    if out is None:
+        out = new_folder(name)
+    else:
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise RunFolderError(f"--out {out} is a file, not a folder") from None
+        except OSError as err:
+            raise RunFolderError(f"cannot create --out {out} ({err.strerror})") from None
+    marker = out / INCOMPLETE
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise RunFolderError(
+            f"{out} is taken by another run, or holds one that never finished ({INCOMPLETE}); "
+            "delete it or choose another folder"
+        ) from None
+    except OSError as err:
+        raise RunFolderError(f"cannot write to {out} ({err.strerror})") from None
+    with os.fdopen(fd, "w") as file:
+        file.write(f"run started {time.strftime('%Y-%m-%d %H:%M:%S')} by process {os.getpid()}\n")
+    others = sorted(p.name for p in out.iterdir() if p.name != INCOMPLETE)
+    if others:
+        marker.unlink()
+        raise RunFolderError(
+            f"{out} is not an empty folder (it holds {others[0]}); nothing is overwritten"
+        )
+    return out
+
+
+def new_folder(name: str) -> Path:
+    """runs/<name>-<time>/, made exclusively: a second run in the same second gets -2, -3, ..."""
+    base = RUNS / f"{name.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in itertools.count(1):
+        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            out.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise RunFolderError(f"cannot create {out} ({err.strerror})") from None
+        return out
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block completes."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix tells writers the format
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic(path) as tmp:
+        tmp.write_text(text)
+
+
+def finish(out: Path) -> None:
+    """Everything is saved: the folder holds a complete run."""
+    (out / INCOMPLETE).unlink()

@@ -1,0 +1,257 @@
+"""A run never loses or mixes results: it claims its folder, writes files whole, and every bad
+input ends in one line and a clear exit status, never a traceback."""
+
+import json
+import multiprocessing
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from mnist_gate import data, paths, report
+from mnist_gate.paths import INCOMPLETE, ROOT, RunFolderError
+
+from .helpers import writable_copy
+
+
+def smoke(tmp_path, **overrides) -> train.Config:
+    settings = dict(epochs=1, clean_epochs=0, limit=256, out=tmp_path / "run", progress=False)
+    return train.Config(**{**settings, **overrides})
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit:
+        train.main(argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return exit.value.code, err
+
+
+# The same-second race: two processes, released together by a barrier, claim a folder.
+
+
+def _claim(barrier, results, runs, out, stamp):
+    paths.RUNS = runs
+    time.strftime = lambda *_: stamp  # both runs start "in the same second"
+    barrier.wait()
+    try:
+        results.put(str(paths.claim(out, "Net")))
+    except RunFolderError as err:
+        results.put(f"refused: {err}")
+
+
+def race(tmp_path, out) -> list[str]:
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    args = (barrier, results, tmp_path / "runs", out, "20260101-000000")
+    workers = [ctx.Process(target=_claim, args=args) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    return sorted(results.get(timeout=5) for _ in workers)
+
+
+def test_two_runs_in_the_same_second_get_two_folders(tmp_path):
+    first, second = race(tmp_path, None)
+    assert first.endswith("net-20260101-000000") and second.endswith("net-20260101-000000-2")
+
+
+def test_two_runs_given_the_same_out_cannot_both_have_it(tmp_path):
+    claimed, refused = race(tmp_path, tmp_path / "shared")
+    assert claimed == str(tmp_path / "shared")
+    assert refused.startswith("refused:") and "is taken by another run" in refused
+
+
+def test_an_unwritable_out_fails_before_training(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    trained = []
+    monkeypatch.setattr(train.networks, "build", lambda name: trained.append(name))
+    code, err = run_main(["--out", str(blocker / "run"), "--limit", "256"], capsys)
+    assert code == 2 and "cannot create --out" in err and not trained
+
+
+def test_a_read_only_runs_folder_fails_before_training(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(paths, "RUNS", blocker / "runs")
+    code, err = run_main(["--limit", "256"], capsys)
+    assert code == 2 and "cannot create" in err
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "1"], ["--epochs", "2", "--warmup", "0.99"]])
+def test_short_runs_and_long_warm_ups_finish(tmp_path, argv, capsys):
+    train.main([*argv, "--limit", "100", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert "final test accuracy" in capsys.readouterr().out
+    assert not (tmp_path / "run" / INCOMPLETE).exists()
+
+
+def test_the_schedule_never_divides_by_zero():
+    for total, warmup in ((1, 0.0), (1, 0.9), (4, 0.99), (10, 0.25)):
+        factor = train.one_cycle(total, warmup)
+        values = [factor(step) for step in range(total + 2)]
+        assert all(0 <= v <= 1 for v in values) and values[total] == 0
+
+
+def test_a_damaged_deflate_stream_is_a_one_line_data_error(tmp_path):
+    writable_copy(data.DATA_DIR / "MNIST", tmp_path / "MNIST")
+    path = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    raw[14] ^= 0xFF
+    path.write_bytes(raw)
+    with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte.gz is unreadable"):
+        data.load_mnist(tmp_path)
+
+
+def test_an_unreadable_data_folder_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    code, err = run_main(["--limit", "256", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "cannot look inside" in err and "Permission denied" in err
+
+
+def test_a_stalled_download_gives_up_with_one_line(tmp_path, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    port = server.getsockname()[1]
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+    started = time.monotonic()
+    with pytest.raises(data.DataError, match="the download failed"):
+        data.download(tmp_path, timeout=1)
+    assert time.monotonic() - started < 20
+    server.close()
+
+
+def test_an_interrupt_while_saving_leaves_no_truncated_checkpoint(tmp_path, monkeypatch):
+    def interrupted(obj, path):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(smoke(tmp_path))
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir()) == [INCOMPLETE]
+    with pytest.raises(RunFolderError, match="holds one that never finished"):
+        paths.claim(out, "Net")
+
+
+def test_a_finished_run_holds_everything_and_no_marker(tmp_path):
+    train.train(smoke(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.json", "model.pt"]
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "--epochs", "1000", "--limit", "256", "--no-progress",
+         "--out", str(tmp_path / "run")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout.readline().startswith("epoch  1 ")  # training has started
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [
+        "train.py: interrupted; a run folder it had claimed is marked INCOMPLETE"
+    ]
+    assert (tmp_path / "run" / INCOMPLETE).exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rotate", "nan"], "--rotate must be a finite number, got nan"),
+        (["--rotate", "inf"], "--rotate must be a finite number, got inf"),
+        (["--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["--model", "ConvBlock"], "--model 'ConvBlock' is not a network in model.py"),
+        (["--model", "torch"], "--model 'torch' is not a network in model.py"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_when_the_config_is_built(
+    argv, message, capsys, tmp_path
+):
+    code, err = run_main([*argv, "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and message in err
+    with pytest.raises(train.ConfigError, match="finite|not a network"):
+        train.Config(**{argv[0].lstrip("-"): float(argv[1]) if argv[0] != "--model" else argv[1]})
+
+
+def metrics(model: str, seed: int, **config) -> dict:
+    return {
+        "model": model, "parameters": 7_000, "epochs": config.get("epochs", 12),
+        "final_test_acc": 0.995, "seed": seed, "wall_seconds": 40.0, "device": "cpu",
+        "threads": 2, "history": [], "config": {"model": model, "lr": 0.2, **config, "seed": seed},
+    }  # fmt: skip
+
+
+def save_runs(tmp_path, runs) -> list[Path]:
+    folders = []
+    for i, run in enumerate(runs):
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps(run))
+        folders.append(folder)
+    return folders
+
+
+@pytest.mark.parametrize(
+    "runs, message",
+    [
+        ([metrics("Net", 0), metrics("Net", 1)], "no runs of Net25k"),
+        ([metrics("Net", 0), metrics("Net", 1, epochs=3), metrics("Net25k", 0)],
+         "the Net runs were not trained alike: seeds 0 and 1 differ in epochs"),
+        ([metrics("Net", 0), metrics("Net", 0), metrics("Net25k", 0)], "repeat a seed"),
+    ],
+)  # fmt: skip
+def test_the_readme_refuses_runs_that_do_not_belong_together(tmp_path, runs, message, capsys):
+    before = paths.README.read_text()
+    with pytest.raises(SystemExit) as exit:
+        report.main(["readme", *map(str, save_runs(tmp_path, runs))])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert paths.README.read_text() == before
+
+
+def test_a_corrupt_metrics_file_is_a_one_line_error(tmp_path, capsys):
+    run = tmp_path / "gate-8k"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"model": "Net", "final_te')
+    with pytest.raises(SystemExit) as exit:
+        report.main(["summary", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and "is unreadable" in err, err
+    # As main's result it only costs the comparison, never the job summary.
+    assert "cannot be read" in report.comparison([], tmp_path)
+
+
+def test_copies_of_a_read_only_checkout_are_writable(tmp_path):
+    source = tmp_path / "checkout"
+    (source / "raw").mkdir(parents=True)
+    (source / "raw" / "file").write_text("data")
+    (source / "raw" / "file").chmod(0o444)
+    (source / "raw").chmod(0o555)
+    writable_copy(source, tmp_path / "copy")
+    (source / "raw").chmod(0o755)
+    assert (tmp_path / "copy" / "raw").stat().st_mode & 0o200
+    assert (tmp_path / "copy" / "raw" / "file").stat().st_mode & 0o200
+
+
+def test_importing_train_imports_no_plotting_or_summary_library():
+    code = "import sys, train; print(sorted({'matplotlib', 'torchinfo'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
