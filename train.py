@@ -244,6 +244,17 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
     cfg = dataclasses.replace(cfg, out=paths.claim(cfg.out, cfg.model))
 
     net = networks.build(cfg.model).to(device, memory_format=torch.channels_last)
+    notes = []
+    if cfg.small_epochs and cfg.small_size < SIZE:
+        why = networks.refuses_side(net, cfg.small_size)
+        if why:
+            side = f"{cfg.small_size}x{cfg.small_size}"
+            notes.append(
+                f"model.{cfg.model} does not take {side} images ({why}), so every epoch "
+                f"trained at {SIZE}x{SIZE}"
+            )
+            tqdm.write(notes[-1])
+            cfg = dataclasses.replace(cfg, small_epochs=0)
     forward = torch.compile(net) if cfg.compile else net
     steps = math.ceil(len(train_y) / cfg.batch_size)
     optimizer = torch.optim.SGD(
@@ -315,13 +326,18 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             f"test loss {test_loss:.4f} acc {test_acc:.2%}  lr {lr:.4f}  {row['seconds']:.1f}s"
         )
 
-    metrics = run_metrics(cfg, net, device, history, time.perf_counter() - started)
+    metrics = run_metrics(cfg, net, device, history, notes, time.perf_counter() - started)
     save(cfg, net, metrics)
     return net, metrics
 
 
 def run_metrics(
-    cfg: Config, net: nn.Module, device: torch.device, history: list[dict], seconds: float
+    cfg: Config,
+    net: nn.Module,
+    device: torch.device,
+    history: list[dict],
+    notes: list[str],
+    seconds: float,
 ) -> dict:
     """What metrics.json records: the result, the settings, and where and with what it ran."""
     return {
@@ -340,6 +356,7 @@ def run_metrics(
         "out": str(cfg.out),
         "config": jsonable(cfg),
         "history": history,
+        "notes": notes,  # what the run changed from its settings, and why
     }
 
 

@@ -1,22 +1,23 @@
 """The budgets and the rules that enforce them, shared by the test suite and the reports.
 
-The budgets live in one table, [tool.gate.profiles] in pyproject.toml. Every structural rule looks
-at what forward actually runs (mnist_gate.tracer), not at which modules are defined.
+The budgets live in one table, [tool.gate.profiles] in pyproject.toml. Every structural rule is
+decided on what the network computes when it runs (mnist_gate.tracer.probe), never on how its code
+is spelled.
 """
 
+import copy
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from . import networks
 from .data import SIZE
 from .paths import PYPROJECT
-from .tracer import Trace, trace
-
-GAP_FORMS = "AdaptiveAvgPool2d(1), an average pool over the whole map, or x.mean((2, 3))"
+from .tracer import Probe, probe
 
 
 class GateError(AssertionError):
@@ -30,6 +31,7 @@ class Profile:
     max_params: int  # strictly fewer trainable parameters than this
     max_epochs: int
     min_accuracy: float  # final-epoch test accuracy, a fraction
+    min_receptive_field: int | None = None  # pixels, at the map the global pool averages
     train: dict = field(default_factory=dict, hash=False)  # train.py settings the gate trains with
 
 
@@ -53,6 +55,13 @@ def build(profile: Profile) -> nn.Module:
 
 
 def check_parameters(net: nn.Module, profile: Profile) -> int:
+    lazy = [name for name, p in net.named_parameters() if is_lazy(p)]
+    if lazy:
+        raise GateError(
+            f"lazy parameters {', '.join(lazy)} have no size until the first forward pass, after "
+            "the trainer has built its optimizer; give the layer its input size (Conv2d, not "
+            "LazyConv2d)"
+        )
     frozen = [name for name, p in net.named_parameters() if not p.requires_grad]
     if frozen:
         raise GateError(
@@ -71,57 +80,103 @@ def check_parameter_count(count: int, profile: Profile) -> int:
     return count
 
 
-def _never_run(net: nn.Module, t: Trace, kinds: tuple[type, ...]) -> list[str]:
+def check_weights(p: Probe) -> None:
+    if p.created:
+        raise GateError(
+            f"parameters created inside forward: {', '.join(p.created)}; they escape the count "
+            "and the optimizer, which exist before the first forward pass: create every layer "
+            "in __init__"
+        )
+    if p.hidden_weights:
+        raise GateError(
+            f"weights that do not train would hide from the count: {'; '.join(p.hidden_weights)}"
+            "; every weight must be a trainable parameter"
+        )
+
+
+def _never_run(net: nn.Module, p: Probe, kinds: tuple[type, ...]) -> list[str]:
     return [
         f"{name} ({type(m).__name__})"
         for name, m in net.named_modules()
-        if isinstance(m, kinds) and name not in t.ran
+        if isinstance(m, kinds) and name not in p.ran
     ]
 
 
-def check_batchnorm(net: nn.Module, t: Trace) -> None:
-    unused = _never_run(net, t, (nn.modules.batchnorm._BatchNorm,))
+def check_batchnorm(net: nn.Module, p: Probe) -> None:
+    unused = _never_run(net, p, (nn.modules.batchnorm._BatchNorm,))
     if unused:
         raise GateError(f"BatchNorm defined but never run in forward: {', '.join(unused)}")
-    if t.batch_norms == 0:
+    if not any(p.batch_norms.values()):
         raise GateError("no BatchNorm runs in forward; the budget requires BatchNorm")
+    missing = [
+        f"{mode} mode at batch {batch}"
+        for (mode, batch), calls in p.batch_norms.items()
+        if not calls
+    ]
+    if missing:
+        raise GateError(
+            f"BatchNorm does not run in {', '.join(missing)}; it must normalise with batch "
+            "statistics in every training step and with its running statistics in inference, "
+            "at any batch size"
+        )
 
 
-def check_dropout(net: nn.Module, t: Trace) -> None:
-    unused = _never_run(net, t, (nn.modules.dropout._DropoutNd,))
+def check_dropout(net: nn.Module, p: Probe) -> None:
+    unused = _never_run(net, p, (nn.modules.dropout._DropoutNd,))
     if unused:
         raise GateError(f"Dropout defined but never run in forward: {', '.join(unused)}")
-    if not any(p > 0 for p in t.dropouts):
-        found = f" (only p={t.dropouts})" if t.dropouts else ""
+    if p.eval_dropouts:
         raise GateError(
-            f"no Dropout with p > 0 runs in forward{found}; the budget requires Dropout"
+            f"Dropout drops activations in inference (eval mode): {', '.join(p.eval_dropouts)}; "
+            "it must act in training steps only"
+        )
+    if not p.train_dropouts:
+        found = f" (it ran with p={p.idle_dropouts} or training off)" if p.idle_dropouts else ""
+        raise GateError(
+            f"no Dropout with p > 0 drops anything in a training step (train mode, autograd "
+            f"on){found}; the budget requires Dropout"
         )
 
 
-def check_global_average_pool(t: Trace) -> None:
-    if t.early_linear:
+def check_global_average_pool(p: Probe) -> None:
+    head = p.head
+    if head.where is None:
         raise GateError(
-            f"Linear layer {t.early_linear} runs on a flattened feature map before any global "
-            f"average pooling; pool first ({GAP_FORMS})"
+            "no feature map with height and width reaches the output, so no global average "
+            "pooling; average the last map over height and width before the classifier"
         )
-    if t.gap is None:
-        raise GateError(f"no global average pooling runs in forward; use {GAP_FORMS}")
+    if not head.averaged:
+        c, h, w = head.shape
+        raise GateError(
+            f"the classifier reads the {c}x{h}x{w} map from {head.where} beyond its global "
+            "average (it changes when the map changes but its average does not); average the "
+            "map over height and width, and feed only that to the classifier"
+        )
+    if not head.reads_map:
+        raise GateError(
+            f"the output does not depend on the last feature map ({head.where}); the global "
+            "average of the features must feed the classifier"
+        )
 
 
-def check_receptive_field(t: Trace, minimum: int = SIZE) -> int:
-    if t.unknown:
-        raise GateError(f"cannot follow the receptive field through {', '.join(t.unknown)}")
-    if t.rf is None:
+def check_receptive_field(p: Probe, minimum: int | None = None) -> int | None:
+    """The field is always measured and reported; a profile that sets a minimum enforces it."""
+    if minimum is None:
+        return p.rf
+    if p.unfollowed:
+        raise GateError(f"cannot follow the receptive field through {', '.join(p.unfollowed)}")
+    if p.rf is None:
         raise GateError("no global average pooling, so no receptive field at the classifier")
-    if t.rf < minimum:
+    if p.rf < minimum:
         raise GateError(
-            f"receptive field at the classifier is {t.rf}x{t.rf} pixels, {minimum - t.rf} short "
-            f"of the {minimum}x{minimum} image"
+            f"receptive field at the classifier is {p.rf}x{p.rf} pixels, {minimum - p.rf} short "
+            f"of the {minimum}x{minimum} the profile asks"
         )
-    return t.rf
+    return p.rf
 
 
 def check_output(net: nn.Module) -> None:
+    net = copy.deepcopy(net)
     device = next(net.parameters()).device
     for mode in ("train", "eval"):
         net.train(mode == "train")
@@ -134,6 +189,13 @@ def check_output(net: nn.Module) -> None:
                 )
             if not torch.isfinite(out).all():
                 raise GateError(f"{mode} mode, batch {n}: output has non-finite values")
+            sums_to_one = torch.allclose(out.sum(1), out.new_ones(n), atol=1e-4)
+            if n > 1 and (out >= 0).all() and sums_to_one:
+                raise GateError(
+                    f"{mode} mode: the output rows are probabilities (non-negative, summing to "
+                    "1); return logits (log-probabilities also work): the trainer's "
+                    "cross-entropy applies the softmax itself"
+                )
 
 
 def check_accuracy(accuracy: float, profile: Profile) -> float:
@@ -154,13 +216,14 @@ def check_epochs(epochs: int, profile: Profile) -> None:
         )
 
 
-def check_structure(net: nn.Module, profile: Profile) -> Trace:
+def check_structure(net: nn.Module, profile: Profile) -> Probe:
     """Every rule that needs no training, in the order a reader would check them."""
     check_parameters(net, profile)
-    t = trace(net)
-    check_batchnorm(net, t)
-    check_dropout(net, t)
-    check_global_average_pool(t)
-    check_receptive_field(t)
     check_output(net)
-    return t
+    p = probe(net)
+    check_weights(p)
+    check_batchnorm(net, p)
+    check_dropout(net, p)
+    check_global_average_pool(p)
+    check_receptive_field(p, profile.min_receptive_field)
+    return p

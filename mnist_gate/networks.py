@@ -1,9 +1,11 @@
 """The one place a network's name becomes a network: the classes in model.py that build with no
 arguments."""
 
+import copy
 import importlib
 import inspect
 
+import torch
 from torch import nn
 
 
@@ -50,3 +52,17 @@ def build(name: str) -> nn.Module:
 def count_parameters(net: nn.Module) -> int:
     """Trainable parameters; BatchNorm's running statistics are buffers and do not count."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def refuses_side(net: nn.Module, side: int) -> str | None:
+    """Why net cannot classify side x side images (a layer sized for 28x28, say), or None."""
+    net = copy.deepcopy(net).eval()
+    x = torch.zeros(2, 1, side, side, device=next(net.parameters()).device)
+    try:
+        with torch.no_grad():
+            out = net(x)
+    except Exception as err:  # whatever the network raises, it cannot take this size
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 10):
+        return "its output for them is not (N, 10) logits"
+    return None

@@ -23,7 +23,7 @@ from torch import nn  # noqa: E402
 from . import checks, networks, paths  # noqa: E402
 from .checks import profile_for  # noqa: E402
 from .data import SIZE  # noqa: E402
-from .tracer import trace  # noqa: E402
+from .tracer import probe  # noqa: E402
 
 
 class ReportError(Exception):
@@ -76,6 +76,7 @@ def run_summary(metrics: dict) -> str:
         )
     else:
         parts.append(f"No profile in pyproject.toml gates {metrics['model']}.")
+    parts += metrics.get("notes", [])
     parts.append(
         f"{metrics['wall_seconds']:.0f} s wall on {metrics['device']} ({metrics['device_type']}, "
         f"{metrics['threads']} threads), torch {metrics['torch']}, Python {metrics['python']}, "
@@ -142,9 +143,10 @@ def model_summary(net: nn.Module) -> str:
 def layer_table(net: nn.Module) -> str:
     """The architecture as a Markdown table: layer, output shape, receptive field, parameters."""
     lines = ["| layer | output | RF | params |", "|---|---|---|---|"]
-    for row in trace(net).rows:
+    for row in probe(net).rows:
         shape = "x".join(str(d) for d in row.shape)
-        lines.append(f"| {row.layer} | {shape} | {row.rf} | {row.params:,} |")
+        rf = "" if row.rf is None else row.rf
+        lines.append(f"| {row.layer} | {shape} | {rf} | {row.params:,} |")
     lines.append(f"| total | | | {networks.count_parameters(net):,} |")
     return "\n".join(lines)
 
@@ -215,7 +217,7 @@ def results_table(runs: list[dict]) -> str:
         group = [r for r in runs if r["model"] == name]
         accs = [100 * r["final_test_acc"] for r in group]
         walls = [r["wall_seconds"] for r in group]
-        rf = trace(networks.build(name)).rf
+        rf = probe(networks.build(name)).rf
         rows.append((
             name, f"{group[0]['parameters']:,}", rf, group[0]["epochs"],
             ", ".join(str(r["seed"]) for r in group),
@@ -232,7 +234,7 @@ def architecture() -> str:
     parts = []
     for profile in checks.load_profiles().values():
         net = checks.build(profile)
-        rf = trace(net).rf
+        rf = probe(net).rf
         parts.append(
             f"**{profile.model}** (profile `{profile.name}`): {networks.count_parameters(net):,} "
             f"parameters, receptive field {rf}x{rf} at the classifier.\n\n{layer_table(net)}"
@@ -317,10 +319,11 @@ def summary_text(folder: Path, compare: Path | None, note: str | None) -> str:
 
 
 def write_readme(seed_runs: list[Path]) -> None:
-    text = replace_section(paths.README.read_text(), "architecture", architecture())
-    if seed_runs:
-        runs = load_runs(seed_runs)
+    runs = load_runs(seed_runs)
+    if runs:
         check_seed_runs(runs)
+    text = replace_section(paths.README.read_text(), "architecture", architecture())
+    if runs:
         text = replace_section(text, "results", results_table(runs))
     paths.write_text(paths.README, text)
 

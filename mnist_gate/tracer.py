@@ -1,41 +1,42 @@
-"""The forward-pass tracer: what one forward pass actually runs, and the receptive field it sees.
+"""The forward-pass tracer: what a network computes, measured by running it, not by reading it.
 
-It records the torch functions called during one pass (convolutions, pools, BatchNorm, dropout,
-means, linear layers) and which module called each, so a layer that is defined but never called,
-or an average pool that only shrinks the map, does not count.
+`probe(net)` runs a copy of the network several ways and records what each run did:
+
+- a training step (train mode, autograd on) and inference (eval mode, no autograd), at several
+  batch sizes: which BatchNorm and dropout calls ran, and in which mode;
+- the tensors that convolution, linear and normalisation calls used as weights, and whether each
+  is a trainable parameter;
+- the head: the last feature map that still has height and width is perturbed by a pattern whose
+  spatial average is zero, and the output must not move (the classifier reads only the map's
+  global average), while a uniform shift must move it (it reads the map at all);
+- the receptive field: with every weight positive and max pools averaged, so that no ReLU or pool
+  hides a path, the gradient of one pixel of each map with respect to a large input marks the
+  input pixels it sees, whatever the topology (branches, strides, upsampling).
 """
 
 import copy
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .data import SIZE
 
+RF_SIDE = 128  # input side for measuring receptive fields: wider than any they are compared with
+DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+            "feature_alpha_dropout"}  # fmt: skip
 MAX_POOLS = {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
-DROPOUTS = {
-    "dropout",
-    "dropout1d",
-    "dropout2d",
-    "dropout3d",
-    "alpha_dropout",
-    "feature_alpha_dropout",
-}
-TRACKED = (
-    MAX_POOLS
-    | DROPOUTS
-    | {
-        "conv2d",
-        "avg_pool2d",
-        "adaptive_avg_pool2d",
-        "pixel_unshuffle",
-        "mean",
-        "linear",
-        "batch_norm",
-    }
-)
+ADAPTIVE_MAX_POOLS = {"adaptive_max_pool2d", "_adaptive_max_pool2d",
+                      "adaptive_max_pool2d_with_indices"}  # fmt: skip
+WEIGHTED = {"conv1d", "conv2d", "conv3d", "conv_transpose2d", "linear", "bilinear", "batch_norm",
+            "instance_norm", "layer_norm", "group_norm"}  # fmt: skip
+# Functional calls made straight from a forward() that get a row of their own in the layer table.
+LAYER_OPS = WEIGHTED | DROPOUTS | MAX_POOLS | ADAPTIVE_MAX_POOLS | {
+    "avg_pool2d", "adaptive_avg_pool2d", "pixel_shuffle", "pixel_unshuffle", "interpolate",
+    "mean", "sum", "amax",
+}  # fmt: skip
 
 
 @dataclass
@@ -44,34 +45,41 @@ class Row:
 
     layer: str
     shape: tuple[int, ...]
-    rf: int
+    rf: int | None
     params: int
 
 
 @dataclass
-class Trace:
+class Head:
+    """Whether the output depends on the last spatial map only through its global average."""
+
+    where: str | None = None  # the op and module that made the last map with height and width
+    shape: tuple[int, ...] | None = None
+    averaged: bool = False  # a zero-mean spatial pattern leaves the output unchanged
+    reads_map: bool = False  # a uniform shift of the map changes the output
+
+
+@dataclass
+class Probe:
     rows: list[Row] = field(default_factory=list)
-    ran: set[str] = field(default_factory=set)  # names of the modules whose forward ran
-    batch_norms: int = 0
-    dropouts: list[float] = field(default_factory=list)  # p of each dropout call
-    gap: str | None = None  # how global average pooling was done, where
-    rf: int | None = None  # receptive field of the map that the global pool averages
-    early_linear: str | None = None  # a linear layer that ran on a map before any global pool
-    unknown: list[str] = field(default_factory=list)  # spatial ops the RF cannot follow
+    ran: set[str] = field(default_factory=set)  # modules whose forward ran, in any pass
+    # (mode, batch) -> batch_norm calls; in train mode only those using batch statistics count
+    batch_norms: dict[tuple[str, int], int] = field(default_factory=dict)
+    train_dropouts: list[float] = field(default_factory=list)  # p of dropouts active in training
+    idle_dropouts: list[float] = field(default_factory=list)  # p of dropout calls that did nothing
+    eval_dropouts: list[str] = field(default_factory=list)  # dropouts active in inference, where
+    hidden_weights: list[str] = field(default_factory=list)  # weights that do not train
+    created: list[str] = field(default_factory=list)  # parameters that appeared during forward
+    head: Head = field(default_factory=Head)
+    rf: int | None = None  # receptive field of one pixel of the map the head averages
+    rf_clipped: bool = False  # measured on the 28x28 image only: the true field may be larger
+    unfollowed: list[str] = field(default_factory=list)  # ops the receptive field cannot follow
 
 
 def _arg(args, kwargs, index, name, default=None):
     if name in kwargs:
         return kwargs[name]
     return args[index] if len(args) > index else default
-
-
-def _side(value) -> int:
-    """The smaller side of a kernel, stride or factor given as an int or a pair.
-
-    For a non-square layer the receptive field is then the one that every axis reaches.
-    """
-    return min(value) if isinstance(value, (tuple, list)) else int(value)
 
 
 def _shape_of(module: nn.Module) -> str:
@@ -87,19 +95,39 @@ def _shape_of(module: nn.Module) -> str:
     return ""
 
 
-class _Tracer(TorchFunctionMode):
-    def __init__(self, net: nn.Module):
+class _Stop(Exception):
+    """Raised inside a pass once it has what it came for."""
+
+
+class _Recorder(TorchFunctionMode):
+    """Records the torch functions one forward pass calls, and the module each was called from.
+
+    edit(index, out) may replace the output of the index-th call that returned a tensor.
+    """
+
+    def __init__(self, net: nn.Module, edit=None, averaged_pools: bool = False):
         super().__init__()
-        self.trace = Trace()
         self.names = {module: name or "forward" for name, module in net.named_modules()}
         self.leaves = {name for module, name in self.names.items() if not list(module.children())}
         self.stack: list[str] = []
-        self.rf, self.jump = 1, 1
+        self.ran: set[str] = set()
+        self.calls: list[tuple[str, str, tuple, dict]] = []  # op, where, args, kwargs
+        self.outputs: list[tuple[str, str, torch.Tensor]] = []  # op, where, tensor
+        self.rows: list[tuple[str, torch.Tensor, int]] = []  # label, output, own parameters
+        self.unfollowed: list[str] = []
+        self.edit, self.averaged_pools = edit, averaged_pools
+        self.handles = []
+        for module in self.names:
+            self.handles.append(module.register_forward_pre_hook(self.enter))
+            self.handles.append(module.register_forward_hook(self.leave))
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
 
     def enter(self, module, args):
-        name = self.names[module]
-        self.stack.append(name)
-        self.trace.ran.add(name)
+        self.stack.append(self.names[module])
+        self.ran.add(self.names[module])
 
     def leave(self, module, args, out):
         self.stack.pop()
@@ -108,86 +136,224 @@ class _Tracer(TorchFunctionMode):
         if self.names[module] in self.leaves and isinstance(out, torch.Tensor) and not quiet:
             own = sum(p.numel() for p in module.parameters(recurse=False))
             label = f"{self.names[module]} {type(module).__name__}{_shape_of(module)}"
-            self.trace.rows.append(Row(label, tuple(out.shape[1:]), self.shown_rf(), own))
-
-    def shown_rf(self) -> int:
-        return self.trace.rf if self.trace.rf is not None else self.rf
-
-    def grow(self, kernel: int, stride: int, dilation: int = 1):
-        if self.trace.gap is None:
-            self.rf += (kernel - 1) * dilation * self.jump
-            self.jump *= stride
-
-    def global_pool(self, how: str):
-        if self.trace.gap is None:
-            self.trace.gap, self.trace.rf = f"{how} in {self.stack[-1]}", self.rf
+            self.rows.append((label, out, own))
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         op = getattr(func, "__name__", "")
-        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
         where = self.stack[-1] if self.stack else "forward"
-        spatial_in = tuple(x.shape[-2:]) if x is not None and x.dim() == 4 else None
-        spatial_out = (
-            tuple(out.shape[-2:]) if isinstance(out, torch.Tensor) and out.dim() == 4 else None
-        )
-
-        if op == "conv2d":
-            weight = _arg(args, kwargs, 1, "weight")
-            self.grow(
-                _side(weight.shape[-2:]),
-                _side(_arg(args, kwargs, 3, "stride", 1)),
-                _side(_arg(args, kwargs, 5, "dilation", 1)),
-            )
-        elif op in MAX_POOLS or op == "avg_pool2d":
-            size = _arg(args, kwargs, 1, "kernel_size")
-            kernel = _side(size)
-            stride = _arg(args, kwargs, 2, "stride") or kernel
-            pair = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-            whole_map = pair[0] >= spatial_in[0] and pair[1] >= spatial_in[1]
-            if op == "avg_pool2d" and spatial_out == (1, 1) and whole_map:
-                self.global_pool("avg_pool2d over the whole map")
-            else:
-                dilation = _arg(args, kwargs, 4, "dilation", 1) if op in MAX_POOLS else 1
-                self.grow(kernel, _side(stride), _side(dilation))
-        elif op == "pixel_unshuffle":
-            factor = _side(_arg(args, kwargs, 1, "downscale_factor"))
-            self.grow(factor, factor)
-        elif op == "adaptive_avg_pool2d":
-            if spatial_out == (1, 1):
-                self.global_pool("adaptive_avg_pool2d to 1x1")
-            elif spatial_out != spatial_in:
-                self.trace.unknown.append(f"adaptive_avg_pool2d to {spatial_out} in {where}")
-        elif op == "mean" and x is not None and x.dim() == 4:
-            dims = _arg(args, kwargs, 1, "dim", ())
-            dims = {d % 4 for d in (dims if isinstance(dims, (tuple, list)) else (dims,))}
-            if {2, 3} <= dims:
-                self.global_pool("mean over height and width")
-        elif op == "linear" and self.trace.gap is None:
-            self.trace.early_linear = f"{where} ({_arg(args, kwargs, 1, 'weight').shape[1]} inputs)"
-        elif op == "batch_norm":
-            self.trace.batch_norms += 1
-        elif op in DROPOUTS:
-            self.trace.dropouts.append(float(_arg(args, kwargs, 1, "p", 0.5)))
-
-        if op in TRACKED and where not in self.leaves and isinstance(out, torch.Tensor):
-            # Called straight from a forward(), not inside a leaf module: give it a row of its own.
-            self.trace.rows.append(Row(f"{where} {op}", tuple(out.shape[1:]), self.shown_rf(), 0))
+        out = self.averaged(op, where, args, kwargs) if self.averaged_pools else None
+        if out is None:
+            out = func(*args, **kwargs)
+        self.calls.append((op, where, args, kwargs))
+        if isinstance(out, torch.Tensor):
+            if self.edit is not None:
+                out = self.edit(len(self.outputs), out)
+            self.outputs.append((op, where, out))
+            self.check_followed(op, where, args, out)
+            if op in LAYER_OPS and where not in self.leaves:
+                self.rows.append((f"{where} {op}", out, 0))
         return out
 
+    def averaged(self, op, where, args, kwargs):
+        """A max pool's gradient reaches one pixel of each window: measure with the average."""
+        x = args[0] if args else kwargs.get("input")
+        if op in MAX_POOLS:
+            kernel = _arg(args, kwargs, 1, "kernel_size")
+            dilation = _arg(args, kwargs, 4, "dilation", 1)
+            if dilation not in (1, (1, 1), [1, 1]) or _arg(args, kwargs, 6, "return_indices"):
+                self.unfollowed.append(f"{op} with dilation or indices in {where}")
+                return None
+            stride = _arg(args, kwargs, 2, "stride") or kernel
+            padding = _arg(args, kwargs, 3, "padding", 0)
+            ceil = _arg(args, kwargs, 5, "ceil_mode", False)
+            return F.avg_pool2d(x, kernel, stride, padding, ceil, count_include_pad=False)
+        if op in ADAPTIVE_MAX_POOLS:
+            if _arg(args, kwargs, 2, "return_indices"):
+                self.unfollowed.append(f"{op} with indices in {where}")
+                return None
+            return F.adaptive_avg_pool2d(x, _arg(args, kwargs, 1, "output_size"))
+        return None
 
-def trace(net: nn.Module, side: int = SIZE) -> Trace:
-    """Run one forward pass in training mode on two random images and record what ran.
+    def check_followed(self, op, where, args, out):
+        """An op that cuts the gradient from a float input to a float output hides its field."""
+        if not self.averaged_pools or out.requires_grad or not out.is_floating_point():
+            return
+        if op.endswith("_like") or op.startswith("new_"):  # takes only the input's shape
+            return
+        inputs = [a for a in args if isinstance(a, torch.Tensor)]
+        if any(a.requires_grad for a in inputs):
+            self.unfollowed.append(f"{op} in {where}")
 
-    The pass runs on a copy, so the network's BatchNorm statistics stay as they were.
-    """
-    net = copy.deepcopy(net)
-    tracer = _Tracer(net)
-    for module in tracer.names:
-        module.register_forward_pre_hook(tracer.enter)
-        module.register_forward_hook(tracer.leave)
-    net.train()
-    with tracer, torch.no_grad():
-        net(torch.randn(2, 1, side, side, device=next(net.parameters()).device))
-    return tracer.trace
+
+def _run(net: nn.Module, x: torch.Tensor, stop_after: int | None = None, **recorder):
+    """One forward pass of net under a recorder; returns the recorder and the output (or None
+    when it stopped early or the network could not take the input)."""
+    rec = _Recorder(net, **recorder)
+    if stop_after is not None:
+        user_edit = rec.edit
+
+        def edit(index, out):
+            out = user_edit(index, out) if user_edit else out
+            if index == stop_after:
+                rec.outputs.append(("", "", out))
+                raise _Stop
+            return out
+
+        rec.edit = edit
+    try:
+        with rec:
+            out = net(x)
+    except _Stop:
+        out = None
+    finally:
+        rec.remove()
+    return rec, out
+
+
+def _last_spatial_map(outputs) -> int | None:
+    """Index of the last recorded output that is still a map with height and width."""
+    found = None
+    for i, (_, _, out) in enumerate(outputs):
+        if out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
+            found = i
+    return found
+
+
+def _field(out: torch.Tensor, x: torch.Tensor) -> int | None:
+    """Receptive field of the centre pixel of a map: the side of the input square it sees (the
+    smaller side, where the field is not square)."""
+    h, w = out.shape[-2:]
+    (grad,) = torch.autograd.grad(out[0, :, h // 2, w // 2].sum(), x, retain_graph=True)
+    seen = grad[0].abs().sum(0) > 0
+    if not seen.any():
+        return None
+    rows, cols = seen.any(1).nonzero(), seen.any(0).nonzero()
+    return int(min(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
+
+
+def _batch_norm_calls(rec: _Recorder, mode: str) -> int:
+    calls = [c for c in rec.calls if c[0] == "batch_norm"]
+    if mode == "train":  # batch statistics, as BatchNorm is meant to train
+        calls = [c for c in calls if _arg(c[2], c[3], 5, "training", False)]
+    return len(calls)
+
+
+def _dropouts(rec: _Recorder) -> tuple[list[tuple[str, float]], list[float]]:
+    """(where, p) of each dropout call that dropped something, and p of those that could not."""
+    active, idle = [], []
+    for op, where, args, kwargs in rec.calls:
+        if op in DROPOUTS:
+            p = float(_arg(args, kwargs, 1, "p", 0.5))
+            training = _arg(args, kwargs, 2, "training", _arg(args, kwargs, 2, "train", True))
+            (active if training and p > 0 else idle).append((where, p))
+    return active, [p for _, p in idle]
+
+
+def _hidden_weights(net: nn.Module, rec: _Recorder) -> list[str]:
+    """Weights of convolutions, linear and normalisation layers that no optimizer would train."""
+    buffers = {id(b): name for name, b in net.named_buffers()}
+    hidden = []
+    for op, where, args, kwargs in rec.calls:
+        if op not in WEIGHTED:
+            continue
+        index = {"batch_norm": 3, "instance_norm": 3, "layer_norm": 2, "group_norm": 2}.get(op, 1)
+        weight = _arg(args, kwargs, index, "weight")
+        if isinstance(weight, torch.Tensor) and not weight.requires_grad:
+            held = f"buffer {buffers[id(weight)]}" if id(weight) in buffers else "a constant"
+            hidden.append(f"{op} in {where} takes its weight from {held}")
+    return list(dict.fromkeys(hidden))
+
+
+def _head(net: nn.Module) -> tuple[Head, int | None]:
+    """Perturb the last spatial map: by a pattern that averages to zero, then by a constant.
+    Returns the verdict and the index of that map among the pass's outputs."""
+    net = copy.deepcopy(net).double().eval()
+    x = torch.randn(2, 1, SIZE, SIZE, dtype=torch.float64, generator=_seeded(0))
+    with torch.no_grad():
+        rec, base = _run(net, x)
+        k = _last_spatial_map(rec.outputs)
+        if k is None or not isinstance(base, torch.Tensor):
+            return Head(), k
+        op, where, out = rec.outputs[k]
+        head = Head(where=f"{op} in {where}", shape=tuple(out.shape[1:]))
+        pattern = torch.randn(out.shape, dtype=out.dtype, generator=_seeded(1))
+        pattern = (pattern - pattern.mean((2, 3), keepdim=True)) * (out.std() + 1)
+
+        def moved(shift: torch.Tensor) -> float:
+            _, y = _run(net, x, edit=lambda i, t: t + shift if i == k else t)
+            return (y - base).abs().max().item() / (1 + base.abs().max().item())
+
+        head.averaged = moved(pattern) < 1e-9
+        head.reads_map = moved(torch.ones_like(out) * (out.std() + 1)) > 1e-9
+    return head, k
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _receptive_fields(net: nn.Module, k: int | None):
+    """Receptive field of each layer-table row of an eval pass, and of output k (the map the
+    head averages); whether they were measured on the 28x28 image only; the ops they could not
+    follow."""
+    net = copy.deepcopy(net).double().eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+                module.running_mean.zero_()
+                module.running_var.fill_(1)
+        for p in net.parameters():
+            p.fill_(1 / p[0].numel() if p.dim() > 1 else 0.1)
+    # Full pass on a large input; else up to the averaged map only (the head may want 28x28);
+    # else on the image itself, where a field wider than the image is cut to it.
+    for side, stop in ((RF_SIDE, None), (RF_SIDE, k), (SIZE, None)):
+        # Batch 2, as in the head's pass, so that the forward takes the same path.
+        x = torch.ones(2, 1, side, side, dtype=torch.float64, requires_grad=True)
+        try:
+            rec, _ = _run(net, x, stop_after=stop, averaged_pools=True)
+        except Exception:  # a layer made for one input size only: try the next way
+            continue
+        rows = [_field(out, x) if out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1 else None
+                for _, out, _ in rec.rows]  # fmt: skip
+        unfollowed = list(dict.fromkeys(rec.unfollowed))
+        averaged = None if k is None else rec.outputs[k if stop is None else -1][2]
+        if averaged is not None and averaged.dim() != 4:
+            averaged = None
+            unfollowed.append(f"a forward pass on {side}x{side} images, which takes another path")
+        rf = None if averaged is None else _field(averaged, x)
+        return rows, rf, side == SIZE, unfollowed
+    return [], None, True, ["every forward pass of a copy with positive weights"]
+
+
+def probe(net: nn.Module) -> Probe:
+    """Run a copy of net as training and as inference would, and measure what it computes."""
+    net = copy.deepcopy(net).float().cpu()
+    before = {name for name, _ in net.named_parameters()}
+    result = Probe()
+    for mode, batch in (("train", 2), ("train", 64), ("eval", 1), ("eval", 64)):
+        net.train(mode == "train")
+        x = torch.randn(batch, 1, SIZE, SIZE, generator=_seeded(batch))
+        with torch.set_grad_enabled(mode == "train"):
+            rec, _ = _run(net, x)
+        result.ran |= rec.ran
+        result.batch_norms[mode, batch] = _batch_norm_calls(rec, mode)
+        active, idle = _dropouts(rec)
+        if mode == "train":
+            result.train_dropouts += [p for _, p in active]
+            result.idle_dropouts += idle
+            result.hidden_weights += _hidden_weights(net, rec)
+        else:
+            result.eval_dropouts += [f"{where} (p={p})" for where, p in active]
+            table = rec.rows
+    result.eval_dropouts = list(dict.fromkeys(result.eval_dropouts))
+    result.hidden_weights = list(dict.fromkeys(result.hidden_weights))
+    result.created = [name for name, _ in net.named_parameters() if name not in before]
+    result.head, k = _head(net)
+    fields, result.rf, result.rf_clipped, result.unfollowed = _receptive_fields(net, k)
+    fields += [None] * (len(table) - len(fields))
+    last = None
+    for (label, out, own), rf in zip(table, fields, strict=False):
+        last = rf if rf is not None else last
+        result.rows.append(Row(label, tuple(out.shape[1:]), last, own))
+    return result

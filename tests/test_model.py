@@ -15,26 +15,37 @@ def net(profile):
     return checks.build(profile)
 
 
+@pytest.fixture(scope="module")
+def probed(profile):
+    """What the profile's network computes, measured once for the tests below."""
+    return tracer.probe(checks.build(profile))
+
+
 def test_parameters_are_under_the_budget(net, profile):
     count = checks.check_parameters(net, profile)
     print(f"{profile.model}: {count:,} trainable parameters, budget < {profile.max_params:,}")
 
 
-def test_batchnorm_runs_in_forward(net):
-    checks.check_batchnorm(net, tracer.trace(net))
+def test_every_weight_trains(probed):
+    checks.check_weights(probed)
 
 
-def test_dropout_runs_in_forward(net):
-    checks.check_dropout(net, tracer.trace(net))
+def test_batchnorm_runs_in_training_and_inference(net, probed):
+    checks.check_batchnorm(net, probed)
 
 
-def test_global_average_pooling_feeds_the_classifier(net):
-    checks.check_global_average_pool(tracer.trace(net))
+def test_dropout_acts_in_training_only(net, probed):
+    checks.check_dropout(net, probed)
 
 
-def test_receptive_field_covers_the_image(net):
+def test_global_average_pooling_feeds_the_classifier(probed):
+    checks.check_global_average_pool(probed)
+
+
+def test_receptive_field_is_measured(net, probed, profile):
     print("\n" + report.layer_table(net))
-    checks.check_receptive_field(tracer.trace(net))
+    assert probed.rf is not None and not probed.unfollowed and not probed.rf_clipped
+    checks.check_receptive_field(probed, profile.min_receptive_field)
 
 
 def test_output_is_finite_logits_of_shape_n_by_10(net):

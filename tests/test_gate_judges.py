@@ -1,0 +1,297 @@
+"""The gate judges what a network computes, not how it is spelled: honest networks in other
+styles pass, broken ones are refused with the rule (and the layer) that they break."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import train
+from mnist_gate import checks, tracer
+
+PROFILE = checks.load_profiles()["8k"]
+WITH_RF = checks.Profile("rf", "Net", 8000, 15, 0.994, min_receptive_field=28)
+
+
+def conv(c_in, c_out, k=3, stride=1):
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
+    )
+
+
+class Body(nn.Module):
+    """Honest features: 28x28 -> 12x7x7 with BatchNorm; a head of the subclass's own."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv(1, 8), nn.MaxPool2d(2), conv(8, 12), nn.MaxPool2d(2), conv(12, 12), conv(12, 12)
+        )
+        self.dropout = nn.Dropout(0.1)
+        self.fc = nn.Linear(12, 10)
+
+    def head(self, x):
+        return x.mean((2, 3))
+
+    def forward(self, x):
+        return self.fc(self.dropout(self.head(self.features(x))))
+
+
+class FlattenMean(Body):
+    def head(self, x):
+        return x.flatten(2).mean(-1)
+
+
+class MeanMean(Body):
+    def head(self, x):
+        return x.mean(-1).mean(-1)
+
+
+class SumOverArea(Body):
+    def head(self, x):
+        h, w = x.shape[-2:]
+        return x.sum((2, 3)) / (h * w)
+
+
+class FixedPool(Body):
+    """nn.AvgPool2d(7) on the last 7x7 map, as many write-ups do: right at 28x28 only."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AvgPool2d(7)
+
+    def head(self, x):
+        return self.pool(x).flatten(1)
+
+
+class GradGuardedDropout(Body):
+    def __init__(self):
+        super().__init__()
+        self.dropout = None  # functional below, so no module that never runs
+
+    def forward(self, x):
+        x = self.head(self.features(x))
+        if self.training and torch.is_grad_enabled():
+            x = F.dropout(x, 0.1)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("net", [FlattenMean, MeanMean, SumOverArea, FixedPool, GradGuardedDropout])
+def test_honest_networks_in_other_styles_pass(net):
+    checks.check_structure(net(), PROFILE)
+
+
+def test_a_fixed_size_network_trains_at_full_size_and_says_so(tmp_path, monkeypatch):
+    import model
+
+    monkeypatch.setattr(model, "FixedPool", FixedPool, raising=False)
+    cfg = train.Config(model="FixedPool", epochs=2, small_epochs=1, limit=256, progress=False,
+                       out=tmp_path / "run")  # fmt: skip
+    _, metrics = train.train(cfg)
+    assert [row["size"] for row in metrics["history"]] == [28, 28]
+    assert metrics["notes"] == [
+        "model.FixedPool does not take 20x20 images (RuntimeError: Given input size: (12x5x5). "
+        "Calculated output size: (12x0x0). Output size is too small), so every epoch trained "
+        "at 28x28"
+    ]
+
+
+def rejected(net: nn.Module, profile=PROFILE) -> str:
+    with pytest.raises(checks.GateError) as err:
+        checks.check_structure(net, profile)
+    return str(err.value)
+
+
+class BufferWeights(Body):
+    """Most convolution weights kept in buffers: a small trainable count, a large network."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.randn(64, 12, 3, 3) * 0.1)
+        self.mix = nn.Conv2d(64, 12, 1)
+
+    def forward(self, x):
+        x = self.mix(F.relu(F.conv2d(self.features(x), self.w, padding=1)))
+        return self.fc(self.dropout(x.mean((2, 3))))
+
+
+class EvalOnlyDropout(GradGuardedDropout):
+    def forward(self, x):
+        return self.fc(F.dropout(self.head(self.features(x)), 0.1, training=not self.training))
+
+
+class NoGradOnlyDropout(GradGuardedDropout):
+    def forward(self, x):
+        x = self.head(self.features(x))
+        return self.fc(F.dropout(x, 0.1, self.training) if not torch.is_grad_enabled() else x)
+
+
+class TrainOnlyBatchNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+            nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 12, 3, padding=1),
+        )  # fmt: skip
+        self.norm = nn.BatchNorm2d(12)
+        self.dropout = nn.Dropout(0.1)
+        self.fc = nn.Linear(12, 10)
+
+    def normalise(self, x):
+        return self.norm(x) if self.training else x
+
+    def forward(self, x):
+        x = torch.relu(self.normalise(self.features(x)))
+        return self.fc(self.dropout(x.mean((2, 3))))
+
+
+class BatchNormAboveOne(TrainOnlyBatchNorm):
+    def normalise(self, x):
+        return self.norm(x) if x.shape[0] > 1 else x
+
+
+class DiscardedPool(Body):
+    """The pool runs and its result is dropped; the classifier reads the flattened map."""
+
+    def __init__(self):
+        super().__init__()
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.shrink = nn.MaxPool2d(2)
+        self.fc = nn.Linear(12 * 3 * 3, 10)
+
+    def forward(self, x):
+        x = self.shrink(self.features(x))
+        _ = self.gap(x)
+        return self.fc(self.dropout(x.flatten(1)))
+
+
+class ForwardParameters(Body):
+    def forward(self, x):
+        if not hasattr(self, "extra"):
+            self.extra = nn.Linear(12, 12)
+        return self.fc(self.dropout(self.extra(self.head(self.features(x)))))
+
+
+class Probabilities(Body):
+    def forward(self, x):
+        return super().forward(x).softmax(1)
+
+
+class LogProbabilities(Body):
+    def forward(self, x):
+        return super().forward(x).log_softmax(1)
+
+
+class Lazy(Body):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.LazyLinear(10)
+
+
+@pytest.mark.parametrize(
+    "net, message",
+    [
+        (BufferWeights, "weights that do not train would hide from the count: conv2d in forward "
+                        "takes its weight from buffer w"),
+        (EvalOnlyDropout, "Dropout drops activations in inference (eval mode): forward (p=0.1)"),
+        (NoGradOnlyDropout, "no Dropout with p > 0 drops anything in a training step"),
+        (TrainOnlyBatchNorm, "BatchNorm does not run in eval mode at batch 1, eval mode at batch "
+                             "64"),
+        (BatchNormAboveOne, "BatchNorm does not run in eval mode at batch 1;"),
+        (DiscardedPool, "the classifier reads the 12x3x3 map from max_pool2d in shrink beyond its "
+                        "global average"),
+        (ForwardParameters, "parameters created inside forward: extra.weight, extra.bias"),
+        (Probabilities, "the output rows are probabilities"),
+        (Lazy, "lazy parameters fc.weight, fc.bias have no size until the first forward pass"),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else "",
+)  # fmt: skip
+def test_broken_networks_are_refused_by_the_rule_they_break(net, message):
+    assert message in rejected(net())
+
+
+def test_log_probabilities_are_fine():
+    checks.check_structure(LogProbabilities(), PROFILE)
+
+
+# The receptive field, measured on networks that are not a single chain. Each expected value is
+# worked out by hand in the class docstring.
+
+
+class Branches(nn.Module):
+    """A 3x3 stem (3), then two branches: two 3x3 (7) and one 3x3 (5), added: the wider, 7."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = conv(1, 8)
+        self.a = nn.Sequential(conv(8, 8), conv(8, 8))
+        self.b = conv(8, 8)
+        self.dropout = nn.Dropout(0.1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.fc(self.dropout((self.a(x) + self.b(x)).mean((2, 3))))
+
+
+class StridedShortcut(nn.Module):
+    """3x3 stem (3); main: 3x3 stride 2 (5, step 2), 3x3 (9); shortcut: 1x1 stride 2 (3); added
+    (9); then a 3x3 at step 2: 9 + 2 * 2 = 13."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = conv(1, 8)
+        self.main = nn.Sequential(conv(8, 8, stride=2), conv(8, 8))
+        self.shortcut = conv(8, 8, k=1, stride=2)
+        self.after = conv(8, 8)
+        self.dropout = nn.Dropout(0.1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.after(self.main(x) + self.shortcut(x))
+        return self.fc(self.dropout(x.mean((2, 3))))
+
+
+class Upsampled(nn.Module):
+    """3x3 stride 2, nearest upsampling x2, 3x3: the last 3x3 reads two low-resolution rows,
+    which see input rows 2r-1..2r+1 and 2r+1..2r+3: 5 pixels."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = conv(1, 8, stride=2)
+        self.up = conv(8, 8)
+        self.dropout = nn.Dropout(0.1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.up(F.interpolate(self.down(x), scale_factor=2, mode="nearest"))
+        return self.fc(self.dropout(x.mean((2, 3))))
+
+
+@pytest.mark.parametrize("net, rf", [(Branches, 7), (StridedShortcut, 13), (Upsampled, 5)])
+def test_the_receptive_field_is_right_for_any_topology(net, rf):
+    probe = tracer.probe(net())
+    assert (probe.rf, probe.unfollowed, probe.rf_clipped) == (rf, [], False)
+
+
+class Detached(Branches):
+    def forward(self, x):
+        x = self.stem(x)
+        return self.fc(self.dropout((self.a(x).detach() + self.b(x)).mean((2, 3))))
+
+
+def test_an_operation_the_receptive_field_cannot_follow_is_named():
+    assert "cannot follow the receptive field through detach in forward" in rejected(
+        Detached(), WITH_RF
+    )
+
+
+def test_the_receptive_field_minimum_is_a_profile_setting():
+    # Body sees 26x26 pixels: every usual profile passes it; one that asks for 28 does not.
+    assert tracer.probe(Body()).rf == 26
+    checks.check_structure(Body(), PROFILE)
+    assert "receptive field at the classifier is 26x26 pixels, 2 short of the 28x28" in (
+        rejected(Body(), WITH_RF)
+    )
+    assert all(p.min_receptive_field is None for p in checks.load_profiles().values())
