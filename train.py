@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from mnist_gate import networks, paths
 from mnist_gate.data import DATA_DIR, MEAN, SIZE, STD, DataError, load_mnist
-from mnist_gate.paths import RunFolderError
+from mnist_gate.paths import PREDICTIONS, RunFolderError
 
 
 def setting(default, help: str):
@@ -161,17 +162,20 @@ def evaluate(
     labels: torch.Tensor,
     size: int = SIZE,
     batch_size: int = 2000,
-):
-    """Mean cross-entropy and accuracy (a fraction) of net on uint8 images shown at size x size."""
+) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy (a fraction) and the predicted class of every image, for net
+    on uint8 images shown at size x size."""
     net.eval()
-    loss, correct = torch.zeros((), device=labels.device), torch.zeros((), device=labels.device)
+    loss = torch.zeros((), device=labels.device)
+    predictions = torch.empty_like(labels)
     for start in range(0, len(labels), batch_size):
         x = resize(normalize(images[start : start + batch_size]), size)
         y = labels[start : start + batch_size]
         logits = net(x)
         loss += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-    return loss.item() / len(labels), correct.item() / len(labels)
+        predictions[start : start + batch_size] = logits.argmax(1)
+    accuracy = (predictions == labels).sum().item() / len(labels)
+    return loss.item() / len(labels), accuracy, predictions
 
 
 def device_name(device: torch.device) -> str:
@@ -307,7 +311,7 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             raise TrainingError(
                 f"loss became {losses[step].item()} at epoch {epoch}, step {step + 1} of {steps}"
             )
-        test_loss, test_acc = evaluate(net, test_x, test_y, size)
+        test_loss, test_acc, predictions = evaluate(net, test_x, test_y, size)
         row = {
             "epoch": epoch,
             "train_loss": losses.mean().item(),
@@ -327,7 +331,9 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
         )
 
     metrics = run_metrics(cfg, net, device, history, notes, time.perf_counter() - started)
-    save(cfg, net, metrics)
+    metrics["test_images"] = len(test_y)
+    metrics["test_correct"] = int((predictions == test_y).sum())
+    save(cfg, net, metrics, torch.stack([test_y, predictions]))
     return net, metrics
 
 
@@ -360,10 +366,13 @@ def run_metrics(
     }
 
 
-def save(cfg: Config, net: nn.Module, metrics: dict) -> None:
-    """The checkpoint, then the metrics, each renamed into place whole; then the run is complete."""
+def save(cfg: Config, net: nn.Module, metrics: dict, predictions: torch.Tensor) -> None:
+    """The checkpoint, the test predictions (row 0 the true digit of each test image, row 1 the
+    network's), then the metrics, each renamed into place whole; then the run is complete."""
     with paths.atomic(cfg.out / "model.pt") as tmp:
         torch.save({"model": net.state_dict(), "config": jsonable(cfg)}, tmp)
+    with paths.atomic(cfg.out / PREDICTIONS) as tmp:
+        np.save(tmp, predictions.to(torch.uint8).cpu().numpy(), allow_pickle=False)
     paths.write_text(cfg.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     paths.finish(cfg.out)
 

@@ -6,44 +6,15 @@ is spelled.
 """
 
 import copy
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
 from . import networks
+from .budgets import GateError, Profile, check_parameter_count
 from .data import SIZE
-from .paths import PYPROJECT
 from .tracer import Probe, probe
-
-
-class GateError(AssertionError):
-    """A broken rule; the message names the rule, the layer and by how much."""
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    model: str
-    max_params: int  # strictly fewer trainable parameters than this
-    max_epochs: int
-    min_accuracy: float  # final-epoch test accuracy, a fraction
-    min_receptive_field: int | None = None  # pixels, at the map the global pool averages
-    train: dict = field(default_factory=dict, hash=False)  # train.py settings the gate trains with
-
-
-def load_profiles(path: Path = PYPROJECT) -> dict[str, Profile]:
-    """The budgets, from the one table that holds them: [tool.gate.profiles] in pyproject.toml."""
-    table = tomllib.loads(path.read_text())["tool"]["gate"]["profiles"]
-    return {name: Profile(name=name, **budget) for name, budget in table.items()}
-
-
-def profile_for(model_name: str) -> Profile | None:
-    """The profile that gates a network, if any."""
-    return next((p for p in load_profiles().values() if p.model == model_name), None)
 
 
 def build(profile: Profile) -> nn.Module:
@@ -69,15 +40,6 @@ def check_parameters(net: nn.Module, profile: Profile) -> int:
             "must be trainable"
         )
     return check_parameter_count(networks.count_parameters(net), profile)
-
-
-def check_parameter_count(count: int, profile: Profile) -> int:
-    if count >= profile.max_params:
-        raise GateError(
-            f"{count:,} trainable parameters; profile {profile.name} allows fewer than "
-            f"{profile.max_params:,}, so {count - profile.max_params + 1:,} too many"
-        )
-    return count
 
 
 def check_weights(p: Probe) -> None:
@@ -196,24 +158,6 @@ def check_output(net: nn.Module) -> None:
                     "1); return logits (log-probabilities also work): the trainer's "
                     "cross-entropy applies the softmax itself"
                 )
-
-
-def check_accuracy(accuracy: float, profile: Profile) -> float:
-    margin = accuracy - profile.min_accuracy
-    if margin < 0:
-        raise GateError(
-            f"final-epoch test accuracy {accuracy:.2%} is below the {profile.min_accuracy:.2%} "
-            f"threshold of profile {profile.name} by {-margin * 100:.2f} points"
-        )
-    return margin
-
-
-def check_epochs(epochs: int, profile: Profile) -> None:
-    if epochs > profile.max_epochs:
-        raise GateError(
-            f"trained {epochs} epochs; profile {profile.name} allows at most {profile.max_epochs}, "
-            f"{epochs - profile.max_epochs} too many"
-        )
 
 
 def check_structure(net: nn.Module, profile: Profile) -> Probe:

@@ -19,6 +19,7 @@ RUNS = ROOT / "runs"
 PYPROJECT = ROOT / "pyproject.toml"
 README = ROOT / "README.md"
 INCOMPLETE = "INCOMPLETE"
+PREDICTIONS = "test_predictions.npy"  # 2 x 10,000 uint8: true digit, predicted digit
 
 
 class RunFolderError(Exception):

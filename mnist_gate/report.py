@@ -1,10 +1,10 @@
-"""Reports people read: the run summary, the training curves, the model summary and the README.
+"""Reports people read beside a run, and the README's generated tables.
 
-    python -m mnist_gate.report summary runs          # Markdown for every runs/gate-*/ (CI)
     python -m mnist_gate.report readme runs/seeds/*   # rewrite the README's generated sections
 
 train.py's command line and the slow tier call write_run_reports() after a run, so its folder
-holds summary.md, curves.png and model.txt beside metrics.json and model.pt.
+holds summary.md, curves.png, errors.png and model.txt beside metrics.json, model.pt and the test
+predictions. The verdict over several runs, and the CI job summary, are mnist_gate.verdict's.
 """
 
 import argparse
@@ -14,83 +14,20 @@ import statistics
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
-from . import checks, networks, paths  # noqa: E402
-from .checks import profile_for  # noqa: E402
-from .data import SIZE  # noqa: E402
+from . import budgets, checks, networks, paths  # noqa: E402
+from .budgets import profile_for  # noqa: E402
+from .data import SIZE, load_mnist  # noqa: E402
 from .tracer import probe  # noqa: E402
+from .verdict import ReportError, load_predictions, load_runs, run_summary, table  # noqa: E402
 
-
-class ReportError(Exception):
-    """Runs that cannot be reported as asked; the message is one line that says which and why."""
-
-
-def gate_rows(metrics: dict, profile: checks.Profile) -> list[tuple[str, str, str, str, str]]:
-    """(check, value, budget, margin, verdict), each verdict from the gate's own check."""
-    acc, params, epochs = metrics["final_test_acc"], metrics["parameters"], metrics["epochs"]
-    return [
-        ("parameters", f"{params:,}", f"< {profile.max_params:,}",
-         f"{profile.max_params - params:,} spare",
-         verdict(checks.check_parameter_count, params, profile)),
-        ("epochs", str(epochs), f"<= {profile.max_epochs}",
-         f"{profile.max_epochs - epochs} spare", verdict(checks.check_epochs, epochs, profile)),
-        ("final-epoch test accuracy", f"{acc:.2%}", f">= {profile.min_accuracy:.2%}",
-         f"{(acc - profile.min_accuracy) * 100:+.2f} points",
-         verdict(checks.check_accuracy, acc, profile)),
-    ]  # fmt: skip
-
-
-def verdict(check, value, profile: checks.Profile) -> str:
-    try:
-        check(value, profile)
-    except checks.GateError:
-        return "**FAIL**"
-    return "pass"
-
-
-def table(header: tuple[str, ...], rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def images(row: dict) -> str:
-    """What one epoch trained on, e.g. "20x20 augmented" (rows from older runs lack the keys)."""
-    size = row.get("size", SIZE)
-    return f"{size}x{size} {'augmented' if row.get('augmented', True) else 'clean'}"
-
-
-def run_summary(metrics: dict) -> str:
-    """One run as Markdown: the gate table, the per-epoch history, where it ran."""
-    profile = profile_for(metrics["model"])
-    title = f"{metrics['model']} (profile {profile.name})" if profile else metrics["model"]
-    parts = [f"### {title}, seed {metrics['seed']}"]
-    if profile:
-        parts.append(
-            table(("check", "value", "budget", "margin", "result"), gate_rows(metrics, profile))
-        )
-    else:
-        parts.append(f"No profile in pyproject.toml gates {metrics['model']}.")
-    parts += metrics.get("notes", [])
-    parts.append(
-        f"{metrics['wall_seconds']:.0f} s wall on {metrics['device']} ({metrics['device_type']}, "
-        f"{metrics['threads']} threads), torch {metrics['torch']}, Python {metrics['python']}, "
-        f"commit {(metrics.get('git_commit') or 'unknown')[:12]}."
-    )
-    history = [
-        (h["epoch"], images(h), f"{h['train_loss']:.4f}", f"{h['train_acc']:.2%}",
-         f"{h['test_loss']:.4f}", f"{h['test_acc']:.2%}", f"{h['lr']:.4f}", f"{h['seconds']:.1f}")
-        for h in metrics["history"]
-    ]  # fmt: skip
-    header = ("epoch", "images", "train loss", "train acc", "test loss", "test acc", "lr", "s")
-    parts.append("<details><summary>per-epoch history</summary>\n\n" + table(header, history))
-    parts.append("</details>")
-    return "\n\n".join(parts) + "\n"
+ERRORS_SHOWN = 100  # misclassified test images in errors.png, at most
 
 
 def plot_curves(metrics: dict, path: Path) -> None:
@@ -151,62 +88,40 @@ def layer_table(net: nn.Module) -> str:
     return "\n".join(lines)
 
 
+def plot_errors(metrics: dict, pairs: np.ndarray, images: np.ndarray, path: Path) -> None:
+    """The misclassified test images as a grid, each titled with its true and predicted digit."""
+    wrong = np.flatnonzero(pairs[0] != pairs[1])
+    shown = wrong[:ERRORS_SHOWN]
+    cols = 10
+    rows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3 + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown, strict=False):
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"{pairs[0, i]} as {pairs[1, i]}", fontsize=10, color="crimson")
+    more = f", the first {len(shown)} shown" if len(wrong) > len(shown) else ""
+    fig.suptitle(
+        f"{metrics['model']}, seed {metrics['seed']}: {len(wrong)} of {pairs.shape[1]:,} test "
+        f"images misclassified{more} (true digit as predicted digit)",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def write_run_reports(out: Path, metrics: dict, net: nn.Module) -> None:
-    """summary.md, curves.png and model.txt beside metrics.json."""
+    """summary.md, curves.png, errors.png and model.txt beside metrics.json."""
     paths.write_text(out / "summary.md", run_summary(metrics))
     with paths.atomic(out / "curves.png") as tmp:
         plot_curves(metrics, tmp)
+    pairs = load_predictions(out)
+    if pairs is not None:
+        images = load_mnist(Path(metrics["config"]["data_dir"]))["test_x"].numpy()
+        with paths.atomic(out / "errors.png") as tmp:
+            plot_errors(metrics, pairs, images, tmp)
     paths.write_text(out / "model.txt", model_summary(net))
-
-
-REQUIRED = ("model", "parameters", "epochs", "final_test_acc", "seed", "wall_seconds", "history")
-
-
-def load_run(folder: Path) -> dict:
-    """One run's metrics.json, or a one-line ReportError saying what is wrong with it."""
-    path = Path(folder, "metrics.json")
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ReportError(f"no metrics.json in {folder}") from None
-    except (OSError, ValueError) as err:
-        raise ReportError(f"{path} is unreadable ({err})") from None
-    missing = [k for k in REQUIRED if not isinstance(metrics, dict) or k not in metrics]
-    if missing:
-        raise ReportError(f"{path} is not a run's metrics (no {', '.join(missing)})")
-    return metrics
-
-
-def load_runs(folders) -> list[dict]:
-    return [load_run(folder) for folder in folders]
-
-
-def comparison(runs: list[dict], main_dir: Path, note: str | None = None) -> str:
-    """This change against main's last gate result, per model, or plainly that there is none
-    (note: the workflow's sentence saying why, where it knows)."""
-    try:
-        found = load_runs(p.parent for p in main_dir.glob("**/metrics.json"))
-    except ReportError as err:
-        found, note = [], f"Main's gate result cannot be read: {err}."
-    main = {m["model"]: m for m in found}
-    if not main:
-        why = note or "main has no successful gate run yet, or its artifact has expired."
-        return f"### Against main\n\nNo gate result from main to compare with. {why}\n"
-    rows = []
-    for run in runs:
-        base = main.get(run["model"])
-        if base is None:
-            rows.append((run["model"], "no result on main", "", ""))
-            continue
-        for label, key, fmt, scale in (
-            ("final-epoch accuracy", "final_test_acc", "{:.2f}%", 100),
-            ("parameters", "parameters", "{:,.0f}", 1),
-            ("wall time (s)", "wall_seconds", "{:.0f}", 1),
-        ):
-            old, new = base[key] * scale, run[key] * scale
-            rows.append((f"{run['model']} {label}", fmt.format(old), fmt.format(new),
-                         f"{new - old:+,.2f}"))  # fmt: skip
-    return "### Against main\n\n" + table(("", "main", "this change", "change"), rows) + "\n"
 
 
 def results_table(runs: list[dict]) -> str:
@@ -232,7 +147,7 @@ def results_table(runs: list[dict]) -> str:
 
 def architecture() -> str:
     parts = []
-    for profile in checks.load_profiles().values():
+    for profile in budgets.load_profiles().values():
         net = checks.build(profile)
         rf = probe(net).rf
         parts.append(
@@ -254,7 +169,7 @@ def replace_section(text: str, name: str, body: str) -> str:
 def check_seed_runs(runs: list[dict]) -> None:
     """Runs that may share the README's results table: every gated network, each trained the same
     way on every seed, so no row is dropped and no row mixes settings."""
-    wanted = [p.model for p in checks.load_profiles().values()]
+    wanted = [p.model for p in budgets.load_profiles().values()]
     missing = [name for name in wanted if not any(r["model"] == name for r in runs)]
     if missing:
         raise ReportError(
@@ -288,34 +203,16 @@ def training_settings(run: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_gate.report", description="Markdown reports from training runs."
+        prog="python -m mnist_gate.report", description="The README's generated tables."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    summary = sub.add_parser("summary", help="Markdown for every gate-*/ run under a folder")
-    summary.add_argument("runs", type=Path, help="folder holding gate-<profile>/ runs")
-    summary.add_argument("--compare", type=Path, help="folder holding main's gate runs")
-    summary.add_argument("--main-note", help="why main's runs are missing, where the caller knows")
     readme = sub.add_parser("readme", help="rewrite README.md's generated sections")
     readme.add_argument("seed_runs", type=Path, nargs="*", help="run folders for the seed table")
     args = parser.parse_args(argv)
     try:
-        if args.command == "summary":
-            print(summary_text(args.runs, args.compare, args.main_note))
-        else:
-            write_readme(args.seed_runs)
+        write_readme(args.seed_runs)
     except ReportError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
-
-
-def summary_text(folder: Path, compare: Path | None, note: str | None) -> str:
-    dirs = sorted(p.parent for p in folder.glob("gate-*/metrics.json"))
-    if not dirs:
-        raise ReportError(f"no gate-*/metrics.json under {folder}")
-    runs = load_runs(dirs)
-    text = "## Model gate\n\n" + "\n".join(run_summary(m) for m in runs)
-    if compare:
-        text += "\n" + comparison(runs, compare, note)
-    return text
 
 
 def write_readme(seed_runs: list[Path]) -> None:

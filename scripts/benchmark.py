@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 import train
-from mnist_gate import checks, networks, paths
+from mnist_gate import budgets, networks, paths
 from mnist_gate.data import MEAN, SIZE, STD, DataError, load_mnist
 
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     like_reference = [h for h in history if h["augmented"] and h["size"] == SIZE]
     project = 60_000 / statistics.median(h["train_seconds"] for h in like_reference)
 
-    gated = checks.profile_for(cfg.model) or checks.load_profiles()["8k"]
+    gated = budgets.profile_for(cfg.model) or budgets.load_profiles()["8k"]
     threshold = gated.min_accuracy
     full_size = (h for h in history if h["size"] == SIZE)
     reached = next((h for h in full_size if h["test_acc"] >= threshold), None)

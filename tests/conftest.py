@@ -1,10 +1,11 @@
-"""The profiles the suite gates: --profile NAME[,NAME] or all, else $GATE_PROFILE, else 8k."""
+"""What the suite gates: --profile NAME[,NAME] or all (else $GATE_PROFILE, else 8k), and the seeds
+the slow tier trains: --seeds 0,1,2 (else $GATE_SEEDS, else [tool.gate] seeds in pyproject.toml)."""
 
 import os
 
 import pytest
 
-from mnist_gate import checks
+from mnist_gate import budgets
 
 
 def pytest_addoption(parser):
@@ -14,10 +15,35 @@ def pytest_addoption(parser):
         help="budget profile(s) to gate: a name from pyproject.toml, a comma list, or 'all' "
         "(default: $GATE_PROFILE, else 8k)",
     )
+    parser.addoption(
+        "--seeds",
+        default=os.environ.get("GATE_SEEDS"),
+        help="comma list of seeds the slow tier trains; with several, the verdict is on the mean "
+        "(default: $GATE_SEEDS, else [tool.gate] seeds in pyproject.toml)",
+    )
 
 
-def selected_profiles(config) -> list[checks.Profile]:
-    profiles = checks.load_profiles()
+def pytest_configure(config):
+    config.defer_accuracy = os.environ.get("GATE_DEFER_ACCURACY") == "1"
+
+
+def selected_seeds(config) -> list[int]:
+    wanted = config.getoption("--seeds")
+    if wanted is None:
+        return budgets.default_seeds()
+    try:
+        seeds = [int(s) for s in wanted.split(",")]
+    except ValueError:
+        raise pytest.UsageError(
+            f"--seeds takes integers separated by commas, got {wanted!r}"
+        ) from None
+    if len(set(seeds)) < len(seeds) or min(seeds) < 0:
+        raise pytest.UsageError(f"--seeds must be distinct and not negative, got {wanted!r}")
+    return seeds
+
+
+def selected_profiles(config) -> list[budgets.Profile]:
+    profiles = budgets.load_profiles()
     wanted = config.getoption("--profile")
     names = list(profiles) if wanted == "all" else wanted.split(",")
     unknown = [name for name in names if name not in profiles]
@@ -30,7 +56,8 @@ def selected_profiles(config) -> list[checks.Profile]:
 
 def pytest_report_header(config):
     names = ", ".join(p.name for p in selected_profiles(config))
-    return f"gated profiles: {names}"
+    seeds = ", ".join(map(str, selected_seeds(config)))
+    return f"gated profiles: {names}; slow-tier seeds: {seeds}"
 
 
 def pytest_generate_tests(metafunc):

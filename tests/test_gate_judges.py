@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import train
-from mnist_gate import checks, tracer
+from mnist_gate import budgets, checks, tracer
 
-PROFILE = checks.load_profiles()["8k"]
-WITH_RF = checks.Profile("rf", "Net", 8000, 15, 0.994, min_receptive_field=28)
+PROFILE = budgets.load_profiles()["8k"]
+WITH_RF = budgets.Profile("rf", "Net", 8000, 15, 0.994, min_receptive_field=28)
 
 
 def conv(c_in, c_out, k=3, stride=1):
@@ -97,7 +97,7 @@ def test_a_fixed_size_network_trains_at_full_size_and_says_so(tmp_path, monkeypa
 
 
 def rejected(net: nn.Module, profile=PROFILE) -> str:
-    with pytest.raises(checks.GateError) as err:
+    with pytest.raises(budgets.GateError) as err:
         checks.check_structure(net, profile)
     return str(err.value)
 
@@ -294,4 +294,4 @@ def test_the_receptive_field_minimum_is_a_profile_setting():
     assert "receptive field at the classifier is 26x26 pixels, 2 short of the 28x28" in (
         rejected(Body(), WITH_RF)
     )
-    assert all(p.min_receptive_field is None for p in checks.load_profiles().values())
+    assert all(p.min_receptive_field is None for p in budgets.load_profiles().values())

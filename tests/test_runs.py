@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import train
-from mnist_gate import data, paths, report
+from mnist_gate import data, paths, report, verdict
 from mnist_gate.paths import INCOMPLETE, ROOT, RunFolderError
 
 from .helpers import writable_copy
@@ -151,7 +151,8 @@ def test_an_interrupt_while_saving_leaves_no_truncated_checkpoint(tmp_path, monk
 
 def test_a_finished_run_holds_everything_and_no_marker(tmp_path):
     train.train(smoke(tmp_path))
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.json", "model.pt"]
+    saved = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert saved == ["metrics.json", "model.pt", "test_predictions.npy"]
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
@@ -230,11 +231,11 @@ def test_a_corrupt_metrics_file_is_a_one_line_error(tmp_path, capsys):
     run.mkdir()
     (run / "metrics.json").write_text('{"model": "Net", "final_te')
     with pytest.raises(SystemExit) as exit:
-        report.main(["summary", str(tmp_path)])
+        verdict.main([str(tmp_path)])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and err.count("\n") == 1 and "is unreadable" in err, err
     # As main's result it only costs the comparison, never the job summary.
-    assert "cannot be read" in report.comparison([], tmp_path)
+    assert "cannot be read" in verdict.comparison([], tmp_path)
 
 
 def test_copies_of_a_read_only_checkout_are_writable(tmp_path):

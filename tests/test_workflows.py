@@ -4,11 +4,13 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 from ruamel.yaml import YAML
 
+from mnist_gate import budgets
 from mnist_gate.paths import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -130,21 +132,61 @@ def test_only_a_newer_pull_request_run_cancels_an_older_one(name):
     assert all(c is False for _, c in main_runs)
 
 
-def test_the_gate_job_runs_the_slow_tier_and_reports():
+def test_the_gate_job_runs_the_slow_tier_and_uploads_each_seed():
     job = load("gate-run.yml")["jobs"]["gate"]
     assert SLOW_COMMAND in runs(job)
     # Failing checks become error annotations on GitHub (the plugin is idle elsewhere).
     assert "pytest-github-actions-annotate-failures==" in (ROOT / "requirements.txt").read_text()
-    summary = next(run for run in runs(job) if "$GITHUB_STEP_SUMMARY" in run)
-    assert "python -m mnist_gate.report summary runs" in summary
-    assert "--compare runs/main" in summary
     upload = next(s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert "${{ matrix.seed }}" in upload["with"]["name"]
     assert (
         "${{ github.run_id }}" in upload["with"]["name"] and upload["with"]["retention-days"] <= 30
     )
 
 
-def test_each_gate_job_uploads_under_its_own_artifact_name():
+def test_seeds_become_a_job_matrix_read_from_pyproject():
+    jobs = load("gate-run.yml")["jobs"]
+    gate = jobs["gate"]
+    assert gate["needs"] == "seeds"
+    assert gate["strategy"]["matrix"]["seed"] == "${{ fromJSON(needs.seeds.outputs.list) }}"
+    assert gate["strategy"]["fail-fast"] is False  # one seed's failure must not cancel the others
+    assert gate["env"]["GATE_SEEDS"] == "${{ matrix.seed }}"
+    assert gate["env"]["GATE_DEFER_ACCURACY"] == "1"
+    # The seeds job's own command, run here, reads the list from pyproject.toml.
+    (read,) = runs(jobs["seeds"])
+    command = read.split(">>")[0].strip()
+    out = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.strip() == "list=" + json.dumps(budgets.default_seeds()), out.stderr
+
+
+def test_one_hosted_job_gathers_every_seed_and_gives_the_verdict():
+    jobs = load("gate-run.yml")["jobs"]
+    verdict = jobs["verdict"]
+    assert verdict["needs"] == "gate" and "always()" in verdict["if"]
+    assert verdict["runs-on"].startswith("ubuntu")  # GitHub-hosted: no GPU runner held for it
+    commands = runs(verdict)
+    assert not any("torch" in run for run in commands), "the verdict needs no torch"
+    assert any(run.startswith("pip install") and "numpy==" in run for run in commands)
+    final = next(run for run in commands if "$GITHUB_STEP_SUMMARY" in run)
+    assert "python -m mnist_gate.verdict runs/this" in final and "--main runs/main" in final
+    # It downloads exactly the artifacts the matrix uploaded, from this run and attempt.
+    upload = next(
+        s for s in steps(jobs["gate"]) if s.get("uses", "").startswith("actions/upload-artifact")
+    )
+    download = next(
+        s for s in steps(verdict) if s.get("uses", "").startswith("actions/download-artifact")
+    )
+    pattern = download["with"]["pattern"].replace("*", "")
+    assert upload["with"]["name"].startswith(pattern) and "${{ matrix.seed }}" not in pattern
+
+
+def test_the_verdict_imports_no_torch():
+    code = "import sys; sys.modules['torch'] = None; import mnist_gate.verdict"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_each_gate_kind_uploads_under_its_own_artifact_name():
     # A manual run starts the gpu and the cpu job in one workflow run; upload-artifact refuses a
     # name that the run already has.
     upload = next(
@@ -154,8 +196,8 @@ def test_each_gate_job_uploads_under_its_own_artifact_name():
     )
     callers = load("gate.yml")["jobs"]
     names = {
-        evaluate(upload["with"]["name"].replace("inputs.kind", f"'{job['with']['kind']}'"),
-                 run_id=5, run_attempt=1)
+        evaluate(upload["with"]["name"].replace("inputs.kind", f"'{job['with']['kind']}'")
+                 .replace("matrix.seed", "0"), run_id=5, run_attempt=1)
         for job in callers.values()
     }  # fmt: skip
     assert len(names) == len(callers), names
@@ -163,12 +205,12 @@ def test_each_gate_job_uploads_under_its_own_artifact_name():
 
 def test_main_is_fetched_without_the_github_cli():
     # gh is preinstalled on GitHub's hosted images only, not on a self-hosted runner.
-    job = load("gate-run.yml")["jobs"]["gate"]
-    assert not any(re.search(r"\bgh\b", run) for run in runs(job))
-    download = next(
-        s for s in steps(job) if s.get("uses", "").startswith("actions/download-artifact")
-    )
-    assert "steps.main.outputs.run-id" in download["with"]["run-id"]
+    for job in load("gate-run.yml")["jobs"].values():
+        assert not any(re.search(r"\bgh\b", run) for run in runs(job))
+    download = [
+        s for s in steps(load("gate-run.yml")["jobs"]["verdict"]) if "run-id" in s.get("with", {})
+    ]
+    assert download and "steps.main.outputs.run-id" in download[0]["with"]["run-id"]
 
 
 def test_the_gate_environment_lives_outside_the_workspace():

@@ -1,0 +1,184 @@
+"""The verdict knows its noise: the statistics against values worked out by hand or published, the
+summary for one seed and for three, and the paired comparison with main."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mnist_gate import stats, verdict
+from mnist_gate.paths import PREDICTIONS
+
+
+def fake_metrics(accuracy: float, model: str = "Net", seed: int = 0) -> dict:
+    history = [
+        {"epoch": e, "train_loss": 0.6, "train_acc": 0.98, "test_loss": 0.12,
+         "test_acc": accuracy - (3 - e) * 0.001, "lr": 0.1, "augmented": e < 3, "size": 28,
+         "train_seconds": 3.0, "seconds": 3.4}
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    return {
+        "model": model, "parameters": 7_786, "epochs": 3, "final_test_acc": accuracy,
+        "seed": seed, "wall_seconds": 12.0, "device": "test cpu", "device_type": "cpu",
+        "threads": 2, "torch": "2.14.1", "python": "3.11.7", "git_commit": None,
+        "history": history, "test_images": 10_000, "test_correct": round(accuracy * 10_000),
+    }  # fmt: skip
+
+
+# Newcombe (1998), "Two-sided confidence intervals for the single proportion", Statistics in
+# Medicine 17:857-872, Table II, method 3 (Wilson's score interval without continuity correction).
+@pytest.mark.parametrize(
+    "correct, n, low, high",
+    [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611),
+     (1, 29, 0.0061, 0.1718)],
+)  # fmt: skip
+def test_the_wilson_interval_matches_the_published_table(correct, n, low, high):
+    lo, hi = stats.wilson(correct, n)
+    assert (round(lo, 4), round(hi, 4)) == (low, high)
+
+
+def test_the_wilson_interval_of_a_gated_run():
+    # 9,947 of 10,000: p = 0.9947, z^2 = 3.8415: centre (p + z^2 / 2n) / (1 + z^2 / n) = 0.994510,
+    # half-width z * sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n) = 0.001435, by hand.
+    lo, hi = stats.wilson(9_947, 10_000)
+    assert lo == pytest.approx(0.993075, abs=2e-6) and hi == pytest.approx(0.995946, abs=2e-6)
+
+
+# Student's t quantiles from any printed table: t(0.95; 2) = 2.920, t(0.95; 9) = 1.833,
+# t(0.975; 4) = 2.776.
+@pytest.mark.parametrize("p, df, t", [(0.95, 2, 2.920), (0.95, 9, 1.833), (0.975, 4, 2.776)])
+def test_t_quantiles_match_the_table(p, df, t):
+    assert stats.t_quantile(p, df) == pytest.approx(t, abs=5e-4)
+
+
+def test_the_lower_bound_on_the_mean_by_hand():
+    # 99.5, 99.6, 99.4: mean 99.5, s = 0.1, so 99.5 - 2.920 * 0.1 / sqrt(3) = 99.3314.
+    assert stats.mean_lower_bound([99.5, 99.6, 99.4]) == pytest.approx(99.3314, abs=1e-4)
+
+
+def test_the_chance_of_a_run_under_the_threshold_by_hand():
+    # One standard deviation under the mean: Phi(-1) = 0.1587.
+    assert stats.below_probability([99.5, 99.6, 99.4], 99.4) == pytest.approx(0.1587, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "fixed, broken, p",
+    [(9, 1, 22 / 1024),  # 2 * (C(10,0) + C(10,1)) / 2^10
+     (5, 0, 2 / 32),  # 2 * C(5,0) / 2^5
+     (3, 3, 1.0), (0, 0, 1.0),
+     (1, 8, 20 / 512)],  # 2 * (C(9,0) + C(9,1)) / 2^9
+)  # fmt: skip
+def test_the_exact_mcnemar_p_value_by_hand(fixed, broken, p):
+    assert stats.mcnemar(fixed, broken) == pytest.approx(p)
+
+
+def test_the_mcnemar_p_value_holds_for_thousands_of_images():
+    assert stats.mcnemar(3_000, 3_000) == 1.0
+    assert stats.mcnemar(3_000, 2_700) < 0.001
+
+
+def save_run(folder, metrics, pairs=None):
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if pairs is not None:
+        np.save(folder / PREDICTIONS, pairs, allow_pickle=False)
+
+
+def predictions(wrong: list[int]) -> np.ndarray:
+    labels = np.arange(10_000, dtype=np.uint8) % 10
+    guesses = labels.copy()
+    guesses[wrong] = (guesses[wrong] + 1) % 10
+    return np.stack([labels, guesses])
+
+
+def test_one_seed_gets_the_gate_table_with_its_interval(tmp_path):
+    save_run(tmp_path / "gate-8k-seed0", fake_metrics(0.9947))
+    passed, text = verdict.summary(tmp_path)
+    assert passed
+    assert (
+        "| final-epoch test accuracy | 99.47% (95% interval 99.31% to 99.59%) | >= 99.40% | "
+        "+0.07 points | pass |" in text
+    )
+
+
+def test_three_seeds_are_judged_on_their_mean(tmp_path):
+    for seed, acc in enumerate((0.9950, 0.9938, 0.9945)):
+        save_run(tmp_path / f"gate-8k-seed{seed}", fake_metrics(acc, seed=seed))
+    passed, text = verdict.summary(tmp_path)
+    assert passed, text  # one run is under 99.40%, the mean of 99.443% is not
+    assert "Net (profile 8k), 3 seeds: pass" in text
+    for seed, acc in ((0, "99.50%"), (1, "99.38%"), (2, "99.45%")):
+        assert f"| {seed} | {acc} |" in text
+    assert "| mean final-epoch test accuracy | 99.44% | >= 99.40% | pass |" in text
+    assert "| min / max | 99.38% / 99.50% |" in text
+    assert "| standard deviation over seeds | 0.060 points |" in text
+    # mean 0.99443, s = 0.000603: 0.99443 - 2.920 * 0.000603 / sqrt(3) = 0.99342.
+    assert "| 95% lower bound on the mean (one-sided, t) | 99.34% |" in text
+    # (0.994 - 0.99443) / 0.000603 = -0.72 standard deviations: Phi(-0.72) = 23.6%.
+    assert "| P(one more run < threshold), normal fit | 23.6% |" in text
+
+
+def test_three_seeds_with_a_mean_under_the_bar_fail(tmp_path, capsys):
+    for seed, acc in enumerate((0.9941, 0.9935, 0.9938)):
+        save_run(tmp_path / f"gate-8k-seed{seed}", fake_metrics(acc, seed=seed))
+    with pytest.raises(SystemExit) as exit:
+        verdict.main([str(tmp_path)])
+    assert exit.value.code == 1
+    assert "3 seeds: **FAIL**" in capsys.readouterr().out
+
+
+def test_the_change_against_main_is_paired_on_the_same_images(tmp_path):
+    save_run(tmp_path / "gate-8k-seed0", fake_metrics(0.9950), predictions(list(range(50))))
+    main = tmp_path / "main" / "gate-gpu-1-1" / "gate-8k-seed0"
+    save_run(main, fake_metrics(0.9942), predictions(list(range(40)) + list(range(100, 118))))
+    _, text = verdict.summary(tmp_path, tmp_path / "main")
+    # Fixed: the 18 images 100-117; broken: the 10 images 40-49.
+    assert "| Net seed 0 | 99.42% | 99.50% | 18 | 10 | 0.185 | no evidence of a change |" in text
+
+
+def test_a_change_that_alters_no_computation_fixes_and_breaks_nothing(tmp_path):
+    same = predictions([1, 2, 3])
+    save_run(tmp_path / "new" / "gate-8k-seed0", fake_metrics(0.9997), same)
+    save_run(tmp_path / "main" / "gate-8k-seed0", fake_metrics(0.9997), same)
+    _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
+    assert "| 0 | 0 | 1 | no evidence of a change |" in text
+
+
+def test_a_significant_change_says_so(tmp_path):
+    save_run(tmp_path / "new" / "gate-8k-seed0", fake_metrics(0.9990), predictions(list(range(10))))
+    save_run(
+        tmp_path / "main" / "gate-8k-seed0", fake_metrics(0.9960), predictions(list(range(40)))
+    )
+    _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
+    assert "| 30 | 0 |" in text and "significantly better" in text
+    assert "significantly worse" in verdict.plain(0, 30, stats.mcnemar(0, 30))
+
+
+def test_a_missing_or_old_main_result_is_one_sentence(tmp_path):
+    save_run(tmp_path / "new" / "gate-8k-seed0", fake_metrics(0.9950), predictions([1]))
+    _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
+    assert "No gate result from main to compare with. Main has no successful gate run" in text
+    _, text = verdict.summary(tmp_path / "new", tmp_path / "main", "Its artifact expired.")
+    assert "No gate result from main to compare with. Its artifact expired." in text
+    save_run(tmp_path / "main" / "gate-8k", fake_metrics(0.9940))  # before predictions were kept
+    _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
+    assert (
+        "No paired comparison for Net seed 0: main's gate result has no test predictions for it"
+        in text
+    )
+
+
+def test_the_history_says_what_each_epoch_trained_on():
+    metrics = fake_metrics(0.9945)
+    for row, size in zip(metrics["history"], (20, 28, 28), strict=True):
+        row["size"] = size
+    summary = verdict.run_summary(metrics)
+    for epoch, images in ((1, "20x20 augmented"), (2, "28x28 augmented"), (3, "28x28 clean")):
+        assert f"| {epoch} | {images} |" in summary
+
+
+def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        verdict.main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and "no gate-*/metrics.json under" in err
