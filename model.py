@@ -9,6 +9,10 @@ convolution, so the 1x1 already runs on the smaller map. At 7x7 the pool leaves 
 and column, whose content the 3x3 filters before it have already spread to their neighbours.
 Global average pooling feeds the classifier.
 
+Net uses SiLU where Net25k uses ReLU: over seeds 0-9, 15 epochs, Net ended at 99.53% on average
+with SiLU against 99.49% with ReLU (same seeds, same recipe), at the same speed on a CPU. Net25k
+was chosen with ReLU and has not been measured with SiLU.
+
 The README's Architecture section shows both networks layer by layer as they run (output size,
 receptive field, parameters), generated from this file by `python -m mnist_gate.report readme`; a
 fast test fails when it drifts. Every run's model.txt holds the same table for the network trained.
@@ -19,20 +23,28 @@ from torch import nn
 
 
 class ConvBlock(nn.Sequential):
-    """3x3 convolution (full, or depthwise then 1x1), optional 2x2 max pool, BatchNorm, ReLU.
+    """3x3 convolution (full, or depthwise then 1x1), optional 2x2 max pool, BatchNorm, activation.
 
     The 3x3 filter may stride; the pool follows it, and in a separable block sits before the 1x1
     convolution, which then mixes channels on a quarter of the pixels.
     """
 
-    def __init__(self, c_in: int, c_out: int, separable: bool, stride: int = 1, pool: bool = False):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        separable: bool,
+        act: type[nn.Module],
+        stride: int = 1,
+        pool: bool = False,
+    ):
         groups, c_mid = (c_in, c_in) if separable else (1, c_out)
         layers = [nn.Conv2d(c_in, c_mid, 3, stride, padding=1, groups=groups, bias=False)]
         if pool:
             layers.append(nn.MaxPool2d(2))
         if separable:
             layers.append(nn.Conv2d(c_in, c_out, 1, bias=False))
-        layers += [nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        layers += [nn.BatchNorm2d(c_out), act(inplace=True)]
         super().__init__(*layers)
 
 
@@ -45,15 +57,21 @@ class TinyNet(nn.Module):
     at 7x7 than a stride.
     """
 
-    def __init__(self, stem: int, stages: tuple[tuple[int, int], ...], dropout: float):
+    def __init__(
+        self,
+        stem: int,
+        stages: tuple[tuple[int, int], ...],
+        dropout: float,
+        act: type[nn.Module] = nn.ReLU,
+    ):
         super().__init__()
-        layers = [nn.PixelUnshuffle(2), ConvBlock(4, stem, separable=False)]
+        layers = [nn.PixelUnshuffle(2), ConvBlock(4, stem, separable=False, act=act)]
         c_in = stem
         for s, (channels, blocks) in enumerate(stages):
             halve = {"stride": 2} if s == 0 else {"pool": True}
             for i in range(blocks):
                 opening = halve if i == 0 else {}
-                layers.append(ConvBlock(c_in, channels, separable=True, **opening))
+                layers.append(ConvBlock(c_in, channels, separable=True, act=act, **opening))
                 c_in = channels
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -68,7 +86,7 @@ class TinyNet(nn.Module):
 
 class Net(TinyNet):
     def __init__(self):
-        super().__init__(stem=16, stages=((32, 3), (32, 2)), dropout=0.05)
+        super().__init__(stem=16, stages=((32, 3), (32, 2)), dropout=0.05, act=nn.SiLU)
 
 
 class Net25k(TinyNet):

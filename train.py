@@ -51,7 +51,7 @@ class Config:
     """Every training setting; building one checks them all."""
 
     model: str = setting("Net", "network class in model.py")
-    epochs: int = setting(12, "training epochs")
+    epochs: int = setting(15, "training epochs")
     batch_size: int = setting(256, "images per training step")
     lr: float = setting(0.2, "peak learning rate of the one-cycle schedule")
     warmup: float = setting(0.25, "fraction of the steps spent ramping the learning rate up")
@@ -62,7 +62,7 @@ class Config:
     scale: float = setting(0.1, "augmentation: largest relative zoom in or out")
     translate: float = setting(0.1, "augmentation: largest shift, fraction of the image side")
     clean_epochs: int = setting(2, "last epochs trained without augmentation (all, if fewer)")
-    small_epochs: int = setting(6, "first epochs trained on images shrunk to --small-size")
+    small_epochs: int = setting(0, "first epochs trained on images shrunk to --small-size")
     small_size: int = setting(20, "image side in those epochs: even, 8 to 28")
     limit: int = setting(0, "train on the first N images only, for smoke tests (0: all 60,000)")
     seed: int = setting(0, "seeds initialisation, shuffling, augmentation and dropout")

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
-from . import budgets, checks, networks, paths  # noqa: E402
+from . import budgets, checks, networks, paths, stats  # noqa: E402
 from .budgets import profile_for  # noqa: E402
 from .data import SIZE, load_mnist  # noqa: E402
 from .tracer import probe  # noqa: E402
@@ -68,7 +68,7 @@ def plot_curves(metrics: dict, path: Path) -> None:
 def model_summary(net: nn.Module) -> str:
     stats = torchinfo.summary(
         net,
-        input_size=(1, 1, 28, 28),
+        input_size=(1, 1, SIZE, SIZE),
         device=next(net.parameters()).device,
         mode="eval",
         verbose=0,
@@ -125,24 +125,37 @@ def write_run_reports(out: Path, metrics: dict, net: nn.Module) -> None:
 
 
 def results_table(runs: list[dict]) -> str:
-    """Final-epoch accuracy and wall time over seeds, one row per model: min / mean / max."""
+    """Final-epoch accuracy over seeds, one row per model: min / mean / max, the standard
+    deviation, the chance that one run ends under the profile's threshold (a normal fit to these
+    runs), and the wall time."""
     rows = []
     by_size = sorted(runs, key=lambda r: r["parameters"])
     for name in dict.fromkeys(r["model"] for r in by_size):
         group = [r for r in runs if r["model"] == name]
         accs = [100 * r["final_test_acc"] for r in group]
         walls = [r["wall_seconds"] for r in group]
-        rf = probe(networks.build(name)).rf
+        threshold = 100 * profile_for(name).min_accuracy
+        below = stats.below_probability(accs, threshold) if len(accs) > 1 else float("nan")
         rows.append((
-            name, f"{group[0]['parameters']:,}", rf, group[0]["epochs"],
-            ", ".join(str(r["seed"]) for r in group),
+            name, f"{group[0]['parameters']:,}", probe(networks.build(name)).rf,
+            group[0]["epochs"], seed_list([r["seed"] for r in group]),
             f"{min(accs):.2f} / {statistics.mean(accs):.2f} / {max(accs):.2f}",
+            f"{statistics.stdev(accs):.3f}" if len(accs) > 1 else "",
+            f"{below:.2%} (< {threshold:.2f}%)",
             f"{min(walls):.0f} / {statistics.median(walls):.0f} / {max(walls):.0f}",
             f"{group[0]['device']} ({group[0]['threads']} threads)",
         ))  # fmt: skip
     header = ("model", "params", "RF", "epochs", "seeds", "final test acc % (min / mean / max)",
-              "wall s (min / median / max)", "device")  # fmt: skip
+              "sd", "P(one run under)", "wall s (min / median / max)", "device")  # fmt: skip
     return table(header, rows)
+
+
+def seed_list(seeds: list[int]) -> str:
+    """0, 1, 2, 3 as "0-3"; anything else as it is."""
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 def architecture() -> str:
@@ -170,6 +183,9 @@ def check_seed_runs(runs: list[dict]) -> None:
     """Runs that may share the README's results table: every gated network, each trained the same
     way on every seed, so no row is dropped and no row mixes settings."""
     wanted = [p.model for p in budgets.load_profiles().values()]
+    ungated = sorted({r["model"] for r in runs} - set(wanted))
+    if ungated:
+        raise ReportError(f"no profile gates {', '.join(ungated)}; the table shows gated networks")
     missing = [name for name in wanted if not any(r["model"] == name for r in runs)]
     if missing:
         raise ReportError(

@@ -245,9 +245,10 @@ def gather(folder: Path) -> list[dict]:
     """Every run under folder whose directory is named gate-*, at any depth (artifacts unpack
     into a directory each), leaving out main's runs when they sit in folder/main."""
     found = sorted(
-        p.parent for p in folder.glob("**/gate-*/metrics.json") if "main" not in p.relative_to(
-            folder).parts[:1]
-    )  # fmt: skip
+        p.parent
+        for p in folder.glob("**/gate-*/metrics.json")
+        if p.relative_to(folder).parts[0] != "main"
+    )
     if not found:
         raise ReportError(f"no gate-*/metrics.json under {folder}")
     return load_runs(found)

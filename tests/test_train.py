@@ -10,6 +10,7 @@ from torch import nn
 
 import model
 import train
+from mnist_gate import networks
 from mnist_gate.paths import ROOT
 
 
@@ -74,7 +75,7 @@ def test_a_run_saves_metrics_and_a_checkpoint_that_loads_safely(tmp_path):
     for key in ("config", "history", "parameters", "torch", "device", "seed", "wall_seconds"):
         assert key in saved, key
     checkpoint = torch.load(cfg.out / "model.pt", weights_only=True)
-    fresh = getattr(model, checkpoint["config"]["model"])()
+    fresh = networks.build(checkpoint["config"]["model"])
     fresh.load_state_dict(checkpoint["model"])
     assert checkpoint["config"]["seed"] == cfg.seed
 
