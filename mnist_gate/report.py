@@ -136,12 +136,13 @@ def results_table(runs: list[dict]) -> str:
         walls = [r["wall_seconds"] for r in group]
         threshold = 100 * profile_for(name).min_accuracy
         below = stats.below_probability(accs, threshold) if len(accs) > 1 else float("nan")
+        chance = f"{below:.2%}" if not below < 1e-4 else "< 0.01%"
         rows.append((
             name, f"{group[0]['parameters']:,}", probe(networks.build(name)).rf,
             group[0]["epochs"], seed_list([r["seed"] for r in group]),
             f"{min(accs):.2f} / {statistics.mean(accs):.2f} / {max(accs):.2f}",
             f"{statistics.stdev(accs):.3f}" if len(accs) > 1 else "",
-            f"{below:.2%} (< {threshold:.2f}%)",
+            f"{chance} (< {threshold:.2f}%)",
             f"{min(walls):.0f} / {statistics.median(walls):.0f} / {max(walls):.0f}",
             f"{group[0]['device']} ({group[0]['threads']} threads)",
         ))  # fmt: skip
