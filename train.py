@@ -4,8 +4,9 @@
     python train.py --seed 3 --out runs/seed3
     python train.py --help               # every setting, with its default
 
-train(cfg) trains and saves model.pt and metrics.json; the command line then writes the reports
-(summary.md, curves.png, model.txt). Importing this file does nothing.
+train(cfg) trains and saves model.pt, the test predictions and metrics.json; the command line then
+writes the reports (summary.md, curves.png, errors.png, model.txt). Importing this file does
+nothing.
 """
 
 import argparse
@@ -330,9 +331,8 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             f"test loss {test_loss:.4f} acc {test_acc:.2%}  lr {lr:.4f}  {row['seconds']:.1f}s"
         )
 
-    metrics = run_metrics(cfg, net, device, history, notes, time.perf_counter() - started)
-    metrics["test_images"] = len(test_y)
-    metrics["test_correct"] = int((predictions == test_y).sum())
+    seconds = time.perf_counter() - started
+    metrics = run_metrics(cfg, net, device, history, notes, len(test_y), seconds)
     save(cfg, net, metrics, torch.stack([test_y, predictions]))
     return net, metrics
 
@@ -343,6 +343,7 @@ def run_metrics(
     device: torch.device,
     history: list[dict],
     notes: list[str],
+    test_images: int,
     seconds: float,
 ) -> dict:
     """What metrics.json records: the result, the settings, and where and with what it ran."""
@@ -351,6 +352,8 @@ def run_metrics(
         "parameters": networks.count_parameters(net),
         "epochs": cfg.epochs,
         "final_test_acc": history[-1]["test_acc"],
+        "test_images": test_images,
+        "test_correct": round(history[-1]["test_acc"] * test_images),
         "wall_seconds": seconds,
         "seed": cfg.seed,
         "device": device_name(device),

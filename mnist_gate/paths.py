@@ -8,7 +8,6 @@ says plainly that it does not.
 """
 
 import contextlib
-import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -62,16 +61,16 @@ def claim(out: Path | None, name: str) -> Path:
 def new_folder(name: str) -> Path:
     """runs/<name>-<time>/, made exclusively: a second run in the same second gets -2, -3, ..."""
     base = RUNS / f"{name.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for n in itertools.count(1):
-        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
+    out, n = base, 1
+    while True:
         try:
             out.mkdir(parents=True)
+            return out
         except FileExistsError:
-            continue
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
         except OSError as err:
             raise RunFolderError(f"cannot create {out} ({err.strerror})") from None
-        return out
-    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager

@@ -243,12 +243,8 @@ def comparison(runs: list[dict], main_dir: Path | None, note: str | None = None)
 
 def gather(folder: Path) -> list[dict]:
     """Every run under folder whose directory is named gate-*, at any depth (artifacts unpack
-    into a directory each), leaving out main's runs when they sit in folder/main."""
-    found = sorted(
-        p.parent
-        for p in folder.glob("**/gate-*/metrics.json")
-        if p.relative_to(folder).parts[0] != "main"
-    )
+    into a directory each)."""
+    found = sorted(p.parent for p in folder.glob("**/gate-*/metrics.json"))
     if not found:
         raise ReportError(f"no gate-*/metrics.json under {folder}")
     return load_runs(found)

@@ -3,6 +3,14 @@
 import shutil
 from pathlib import Path
 
+import train
+
+
+def smoke(tmp_path: Path, **overrides) -> train.Config:
+    """A run small enough for the fast tier: 1,024 training images, one augmented epoch."""
+    settings = dict(epochs=1, clean_epochs=0, limit=1024, out=tmp_path / "run", progress=False)
+    return train.Config(**{**settings, **overrides})
+
 
 def writable_copy(source: Path, target: Path) -> None:
     """Copy a tree's contents without its permission bits: a read-only checkout's files become

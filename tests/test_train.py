@@ -13,11 +13,7 @@ import train
 from mnist_gate import networks
 from mnist_gate.paths import ROOT
 
-
-def smoke(tmp_path, **overrides) -> train.Config:
-    """A run small enough for the fast tier: 1,024 training images, one augmented epoch."""
-    settings = dict(epochs=1, clean_epochs=0, limit=1024, out=tmp_path / "run", progress=False)
-    return train.Config(**{**settings, **overrides})
+from .helpers import smoke
 
 
 @pytest.mark.parametrize(
@@ -36,6 +32,11 @@ def smoke(tmp_path, **overrides) -> train.Config:
         (["--small-epochs", "-1"], "--small-epochs must not be negative"),
         (["--small-size", "21"], "--small-size must be even and from 8 to 28, got 21"),
         (["--small-size", "30"], "--small-size must be even and from 8 to 28, got 30"),
+        (["--rotate", "nan"], "--rotate must be a finite number, got nan"),
+        (["--rotate", "inf"], "--rotate must be a finite number, got inf"),
+        (["--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["--model", "ConvBlock"], "--model 'ConvBlock' is not a network in model.py"),
+        (["--model", "torch"], "--model 'torch' is not a network in model.py"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -45,6 +46,14 @@ def test_bad_values_exit_2_with_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert exit.value.code == 2
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_settings_are_checked_when_the_config_is_built():
+    # Not only on the command line: a Config built in code refuses the same values.
+    with pytest.raises(train.ConfigError, match="--rotate must be a finite number, got nan"):
+        train.Config(rotate=float("nan"))
+    with pytest.raises(train.ConfigError, match="--model 'ConvBlock' is not a network"):
+        train.Config(model="ConvBlock")
 
 
 def test_the_real_command_line_exits_2_without_a_traceback():

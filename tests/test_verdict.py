@@ -128,10 +128,11 @@ def test_three_seeds_with_a_mean_under_the_bar_fail(tmp_path, capsys):
 
 
 def test_the_change_against_main_is_paired_on_the_same_images(tmp_path):
-    save_run(tmp_path / "gate-8k-seed0", fake_metrics(0.9950), predictions(list(range(50))))
-    main = tmp_path / "main" / "gate-gpu-1-1" / "gate-8k-seed0"
+    new = tmp_path / "this" / "gate-gpu-2-1-seed0" / "gate-8k-seed0"
+    save_run(new, fake_metrics(0.9950), predictions(list(range(50))))
+    main = tmp_path / "main" / "gate-gpu-1-1-seed0" / "gate-8k-seed0"
     save_run(main, fake_metrics(0.9942), predictions(list(range(40)) + list(range(100, 118))))
-    _, text = verdict.summary(tmp_path, tmp_path / "main")
+    _, text = verdict.summary(tmp_path / "this", tmp_path / "main")
     # Fixed: the 18 images 100-117; broken: the 10 images 40-49.
     assert "| Net seed 0 | 99.42% | 99.50% | 18 | 10 | 0.185 | no evidence of a change |" in text
 
