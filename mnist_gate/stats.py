@@ -92,7 +92,7 @@ def below_probability(values: list[float], threshold: float) -> float:
     mean, sd = statistics.mean(values), statistics.stdev(values)
     if sd == 0:
         return 0.0 if mean >= threshold else 1.0
-    return 0.5 * (1 + math.erf((threshold - mean) / (sd * math.sqrt(2))))
+    return statistics.NormalDist(mean, sd).cdf(threshold)
 
 
 def mcnemar(fixed: int, broken: int) -> float:
