@@ -115,6 +115,15 @@ def test_only_the_clean_epochs_skip_augmentation(tmp_path, monkeypatch):
     assert [row["augmented"] for row in metrics["history"]] == [True, True, False]
 
 
+@pytest.mark.parametrize("size", [20, 28])
+def test_the_sampling_grid_is_torchs_affine_grid_bit_for_bit(size):
+    gen = torch.Generator().manual_seed(0)
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
+    theta = identity + torch.randn(512, 2, 3, generator=gen) * torch.tensor([0.2, 0.2, 0.2])
+    expected = torch.nn.functional.affine_grid(theta, [512, 1, size, size], align_corners=False)
+    assert torch.equal(train.affine_grid(theta, size), expected)
+
+
 class Recorded(model.Net):
     """Net, noting the side of every batch it sees in training and in evaluation."""
 
