@@ -241,6 +241,42 @@ def one_cycle(total: int, warmup: float):
     return factor
 
 
+def sgd(net: nn.Module, cfg: Config) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        net.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+        weight_decay=cfg.weight_decay,
+        fused=True,  # one kernel for all parameters: a third of the default's time per step
+    )
+
+
+def training_batch(
+    images: torch.Tensor, cfg: Config, gen: torch.Generator, augmenting: bool, size: int = SIZE
+) -> torch.Tensor:
+    """uint8 training images as the network trains on them: augmented (or only resized) and
+    normalised."""
+    x = images.float() / 255
+    return normalize(augment(x, cfg, gen, size) if augmenting else resize(x, size))
+
+
+def train_step(
+    forward: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    label_smoothing: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch; its loss and logits."""
+    logits = forward(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
 def image_size(cfg: Config, epoch: int) -> int:
     """Progressive resizing: the first epochs learn on smaller, cheaper images; the last epoch is
     always at full size, the size the gate measures."""
@@ -274,14 +310,7 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             cfg = dataclasses.replace(cfg, small_epochs=0)
     forward = torch.compile(net) if cfg.compile else net
     steps = math.ceil(len(train_y) / cfg.batch_size)
-    optimizer = torch.optim.SGD(
-        net.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=True,
-        weight_decay=cfg.weight_decay,
-        fused=True,  # one kernel for all parameters: a third of the default's time per step
-    )
+    optimizer = sgd(net, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, one_cycle(cfg.epochs * steps, cfg.warmup)
     )
@@ -303,14 +332,9 @@ def train(cfg: Config) -> tuple[nn.Module, dict]:
             disable=None if cfg.progress else True,
         )
         for step, idx in enumerate(bar):
-            x = train_x[idx].float() / 255
-            x = normalize(augment(x, cfg, gen, size) if augmenting else resize(x, size))
             y = train_y[idx]
-            logits = forward(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            x = training_batch(train_x[idx], cfg, gen, augmenting, size)
+            loss, logits = train_step(forward, optimizer, x, y, cfg.label_smoothing)
             schedule.step()
             # Kept on the device: one host sync per epoch, not per step.
             losses[step] = loss.detach()
