@@ -416,6 +416,14 @@ def save(cfg: Config, net: nn.Module, metrics: dict, predictions: torch.Tensor) 
     paths.finish(cfg.out)
 
 
+def positive_int(text: str) -> int:
+    """argparse type for a count of one or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")

@@ -13,7 +13,6 @@ epoch that reached the accuracy threshold. Both run in this one process, so thei
 busy machine even when the absolute numbers do not.
 """
 
-import argparse
 import statistics
 import time
 from pathlib import Path
@@ -74,18 +73,11 @@ def reference_images_per_second(cfg: train.Config, steps: int, warmup: int = 5) 
     return steps * 128 / (time.perf_counter() - start)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = train.Parser(prog="python -m scripts.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Net", help="network class in model.py (default: Net)")
     parser.add_argument(
-        "--steps", type=positive_int, default=100, help="reference steps timed (default: 100)"
+        "--steps", type=train.positive_int, default=100, help="reference steps timed (default: 100)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument(

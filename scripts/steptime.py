@@ -10,7 +10,6 @@ To time a change to a network, keep both versions in model.py under two names an
 The weights move, so the steps are real ones; accuracy is not the point and is not measured.
 """
 
-import argparse
 import statistics
 import time
 
@@ -23,17 +22,10 @@ from mnist_gate.data import DataError, load_mnist
 WARMUP_STEPS = 5
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def step_timer(name: str, cfg: train.Config, images, labels, gen):
-    """A function that runs n training steps of a fresh `name` and returns milliseconds per step."""
+def step_timer(cfg: train.Config, images, labels, gen):
+    """A function that runs n training steps of a fresh cfg.model and returns ms per step."""
     device = labels.device
-    net = networks.build(name).to(device, memory_format=torch.channels_last)
+    net = networks.build(cfg.model).to(device, memory_format=torch.channels_last)
     net.train()
     optimizer = train.sgd(net, cfg)
 
@@ -53,10 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = train.Parser(prog="python -m scripts.steptime", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", metavar="MODEL", help="network classes in model.py")
     parser.add_argument(
-        "--rounds", type=positive_int, default=21, help="turns per network (default: 21)"
+        "--rounds", type=train.positive_int, default=21, help="turns per network (default: 21)"
     )
     parser.add_argument(
-        "--steps", type=positive_int, default=25, help="steps per turn (default: 25)"
+        "--steps", type=train.positive_int, default=25, help="steps per turn (default: 25)"
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
@@ -75,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     images = data["train_x"].unsqueeze(1).to(device)
     labels = data["train_y"].to(device)
     gen = torch.Generator(device).manual_seed(0)
-    timers = {cfg.model: step_timer(cfg.model, cfg, images, labels, gen) for cfg in configs}
+    timers = {cfg.model: step_timer(cfg, images, labels, gen) for cfg in configs}
     for run in timers.values():
         run(WARMUP_STEPS)
     times = {name: [] for name in timers}

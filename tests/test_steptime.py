@@ -28,9 +28,9 @@ def test_bad_values_exit_2_with_one_line(argv, message, capsys):
 def test_the_networks_take_turns(monkeypatch, capsys):
     turns = []
 
-    def timer(name, *args):
+    def timer(cfg, *args):
         def run(steps):
-            turns.append((name, steps))
+            turns.append((cfg.model, steps))
             return 1.0
 
         return run
