@@ -63,7 +63,7 @@ class Config:
     scale: float = setting(0.1, "augmentation: largest relative zoom in or out")
     translate: float = setting(0.1, "augmentation: largest shift, fraction of the image side")
     clean_epochs: int = setting(2, "last epochs trained without augmentation (all, if fewer)")
-    small_epochs: int = setting(0, "first epochs trained on images shrunk to --small-size")
+    small_epochs: int = setting(8, "first epochs trained on images shrunk to --small-size")
     small_size: int = setting(20, "image side in those epochs: even, 8 to 28")
     limit: int = setting(0, "train on the first N images only, for smoke tests (0: all 60,000)")
     seed: int = setting(0, "seeds initialisation, shuffling, augmentation and dropout")
