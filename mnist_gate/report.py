@@ -125,13 +125,12 @@ def write_run_reports(out: Path, metrics: dict, net: nn.Module) -> None:
 
 
 def results_table(runs: list[dict]) -> str:
-    """Final-epoch accuracy over seeds, one row per model: min / mean / max, the standard
-    deviation, the chance that one run ends under the profile's threshold (a normal fit to these
-    runs), and the wall time."""
+    """Final-epoch accuracy over seeds, one row per network and device: min / mean / max, the
+    standard deviation, the chance that one run ends under the profile's threshold (a normal fit to
+    these runs), and the wall time."""
     rows = []
-    by_size = sorted(runs, key=lambda r: r["parameters"])
-    for name in dict.fromkeys(r["model"] for r in by_size):
-        group = [r for r in runs if r["model"] == name]
+    for group in row_groups(runs):
+        name = group[0]["model"]
         accs = [100 * r["final_test_acc"] for r in group]
         walls = [r["wall_seconds"] for r in group]
         threshold = 100 * profile_for(name).min_accuracy
@@ -144,11 +143,26 @@ def results_table(runs: list[dict]) -> str:
             f"{statistics.stdev(accs):.3f}" if len(accs) > 1 else "",
             f"{chance} (< {threshold:.2f}%)",
             f"{min(walls):.0f} / {statistics.median(walls):.0f} / {max(walls):.0f}",
-            f"{group[0]['device']} ({group[0]['threads']} threads)",
+            device_label(group[0]),
         ))  # fmt: skip
     header = ("model", "params", "RF", "epochs", "seeds", "final test acc % (min / mean / max)",
               "sd", "P(one run under)", "wall s (min / median / max)", "device")  # fmt: skip
     return table(header, rows)
+
+
+def row_groups(runs: list[dict]) -> list[list[dict]]:
+    """The runs of each table row: one network on one device, smallest network first, the devices
+    in the order their runs were given."""
+    keys = dict.fromkeys((r["model"], r["device"]) for r in runs)
+    order = sorted(keys, key=lambda k: next(r["parameters"] for r in runs if r["model"] == k[0]))
+    return [[r for r in runs if (r["model"], r["device"]) == key] for key in order]
+
+
+def device_label(run: dict) -> str:
+    """A CPU's name with the threads it trained on; a GPU's name alone."""
+    if run["device_type"] == "cpu":
+        return f"{run['device']} ({run['threads']} threads)"
+    return run["device"]
 
 
 def seed_list(seeds: list[int]) -> str:
@@ -182,7 +196,7 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 def check_seed_runs(runs: list[dict]) -> None:
     """Runs that may share the README's results table: every gated network, each trained the same
-    way on every seed, so no row is dropped and no row mixes settings."""
+    way on every seed of a device, so no row is dropped and no row mixes settings."""
     wanted = [p.model for p in budgets.load_profiles().values()]
     ungated = sorted({r["model"] for r in runs} - set(wanted))
     if ungated:
@@ -193,8 +207,8 @@ def check_seed_runs(runs: list[dict]) -> None:
             f"no runs of {', '.join(missing)}: the table needs every gated network, or it would "
             "lose a row"
         )
-    for name in dict.fromkeys(r["model"] for r in runs):
-        group = [r for r in runs if r["model"] == name]
+    for group in row_groups(runs):
+        name = group[0]["model"]
         settings = {json.dumps(training_settings(r), sort_keys=True): r for r in group}
         if len(settings) > 1:
             a, b = list(settings.values())[:2]
@@ -208,7 +222,8 @@ def check_seed_runs(runs: list[dict]) -> None:
             )
         seeds = [r["seed"] for r in group]
         if len(set(seeds)) < len(seeds):
-            raise ReportError(f"the {name} runs repeat a seed: {sorted(seeds)}")
+            device = group[0]["device"]
+            raise ReportError(f"the {name} runs on {device} repeat a seed: {sorted(seeds)}")
 
 
 def training_settings(run: dict) -> dict:
