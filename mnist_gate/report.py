@@ -153,9 +153,9 @@ def results_table(runs: list[dict]) -> str:
 def row_groups(runs: list[dict]) -> list[list[dict]]:
     """The runs of each table row: one network on one device, smallest network first, the devices
     in the order their runs were given."""
-    keys = dict.fromkeys((r["model"], r["device"]) for r in runs)
-    order = sorted(keys, key=lambda k: next(r["parameters"] for r in runs if r["model"] == k[0]))
-    return [[r for r in runs if (r["model"], r["device"]) == key] for key in order]
+    by_size = sorted(runs, key=lambda r: r["parameters"])  # stable: devices keep their order
+    keys = dict.fromkeys((r["model"], r["device"]) for r in by_size)
+    return [[r for r in runs if (r["model"], r["device"]) == key] for key in keys]
 
 
 def device_label(run: dict) -> str:
