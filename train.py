@@ -127,8 +127,10 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
-    """F.affine_grid(theta, [n, 1, size, size], align_corners=False), bit for bit, as sums of
-    products: on a CPU its batched matrix product of 3-long rows took a tenth of a training step."""
+    """F.affine_grid(theta, [n, 1, size, size], align_corners=False) as sums of products: on a CPU
+    its batched matrix product of 3-long rows took a tenth of a training step. The same sums, up
+    to rounding: bit for bit on some processors, a last bit apart here and there on others, where
+    torch's matrix product rounds its sums differently."""
     # The pixel centres on [-1, 1], rounded as affine_grid rounds them.
     centres = torch.linspace(-1, 1, size, device=theta.device) * (size - 1) / size
     x, y = centres.view(1, 1, size), centres.view(1, size, 1)

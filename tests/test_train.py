@@ -116,12 +116,17 @@ def test_only_the_clean_epochs_skip_augmentation(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("size", [20, 28])
-def test_the_sampling_grid_is_torchs_affine_grid_bit_for_bit(size):
+def test_the_sampling_grid_is_torchs_affine_grid_up_to_rounding(size):
+    """Each grid value is a sum of three products, x * a + y * b + c with |x|, |y| < 1. Two ways of
+    summing them in float32 each stay within about 1.5 eps * (|a| + |b| + |c|) of the exact value,
+    so they differ by at most twice that: equal on an AMD EPYC, up to 1.92 eps * (|a| + |b| + |c|)
+    apart on an Intel Xeon with AVX-512. A wrong pixel centre is 0.07 or more off."""
     gen = torch.Generator().manual_seed(0)
     identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
     theta = identity + torch.randn(512, 2, 3, generator=gen) * torch.tensor([0.2, 0.2, 0.2])
     expected = torch.nn.functional.affine_grid(theta, [512, 1, size, size], align_corners=False)
-    assert torch.equal(train.affine_grid(theta, size), expected)
+    rounding = 3 * torch.finfo(torch.float32).eps * theta.abs().sum(-1).view(-1, 1, 1, 2)
+    assert ((train.affine_grid(theta, size) - expected).abs() <= rounding).all()
 
 
 class Recorded(model.Net):
