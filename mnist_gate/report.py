@@ -101,9 +101,9 @@ def plot_errors(metrics: dict, pairs: np.ndarray, images: np.ndarray, path: Path
     cell_w, cell_h = SIZE + gap, title + SIZE + 4
     grid = np.zeros((rows * cell_h, cols * cell_w), dtype=np.uint8)
     inch = 1.1 / cell_w  # a digit's cell 1.1 inches wide
-    height = rows * cell_h * inch
-    fig = plt.figure(figsize=(cols * cell_w * inch, height + 0.5))
-    ax = fig.add_axes((0, 0, 1, height / (height + 0.5)))
+    height, heading = rows * cell_h * inch, 0.5  # inches: the grid, and the figure's title above
+    fig = plt.figure(figsize=(cols * cell_w * inch, height + heading))
+    ax = fig.add_axes((0, 0, 1, height / (height + heading)))
     ax.axis("off")
     for k, i in enumerate(shown):
         top, left = (k // cols) * cell_h + title, (k % cols) * cell_w + gap // 2
