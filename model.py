@@ -9,13 +9,13 @@ convolution, so the 1x1 already runs on the smaller map. At 7x7 the pool leaves 
 and column, whose content the 3x3 filters before it have already spread to their neighbours.
 Global average pooling feeds the classifier.
 
-Net uses SiLU where Net25k uses ReLU: over seeds 0-9, 15 epochs, Net ended at 99.53% on average
-with SiLU against 99.49% with ReLU (same seeds, same recipe), for about 14% more time per training
-step on a CPU (README, Speed). Net25k was chosen with ReLU and has not been measured with SiLU.
+Net uses SiLU where Net25k uses ReLU: on seeds 0-9 SiLU raised Net's mean accuracy, for more time
+per training step on a CPU (EXPERIMENTS.md, first round, and "Where the time goes"). Net25k was
+chosen with ReLU and has not been measured with SiLU.
 
-The README's Architecture section shows both networks layer by layer as they run (output size,
-receptive field, parameters), generated from this file by `python -m mnist_gate.report readme`; a
-fast test fails when it drifts. Every run's model.txt holds the same table for the network trained.
+ARCHITECTURE.md shows both networks layer by layer as they run (output size, receptive field,
+parameters), generated from this file by `python -m mnist_gate.readme`; a fast test fails when it
+drifts. Every run's model.txt holds the same table for the network trained.
 """
 
 import torch
@@ -45,7 +45,7 @@ class ConvBlock(nn.Sequential):
         if separable:
             layers.append(nn.Conv2d(c_in, c_out, 1, bias=False))
         # In place only for ReLU, whose gradient needs just its output. SiLU's needs its input, so
-        # autograd would first copy the map for it: out of place, Net's step takes 7% less time.
+        # autograd would first copy the map for it: out of place, Net's step takes less time.
         layers += [nn.BatchNorm2d(c_out), act(inplace=act is nn.ReLU)]
         super().__init__(*layers)
 

@@ -1,8 +1,12 @@
-"""The budgets, in the one table that holds them ([tool.gate] in pyproject.toml), and the rules on
-numbers a run reports: parameters, epochs, accuracy. No torch here: the CI job that gathers the
-runs reads these on a machine without it.
+"""The budgets and seeds, in the one table that holds them ([tool.gate] in pyproject.toml), and the
+rules on numbers a run reports: parameters, epochs, accuracy. No torch here: the CI jobs that list
+the seeds and gather the runs read these on a machine without it.
+
+    python -m mnist_gate.budgets seeds ci     # the seeds as JSON, for the gate workflow's matrix
 """
 
+import json
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +35,13 @@ def load_profiles(path: Path = PYPROJECT) -> dict[str, Profile]:
     return {name: Profile(name=name, **budget) for name, budget in table.items()}
 
 
-def profile_for(model_name: str) -> Profile | None:
-    """The profile that gates a network, if any."""
-    return next((p for p in load_profiles().values() if p.model == model_name), None)
+WHERE = ("local", "ci")
 
 
-def default_seeds(path: Path = PYPROJECT) -> list[int]:
-    """The seeds the slow tier trains unless told otherwise: [tool.gate] seeds."""
-    return list(tomllib.loads(path.read_text())["tool"]["gate"]["seeds"])
+def seeds(where: str = "local", path: Path = PYPROJECT) -> list[int]:
+    """The seeds each profile trains: [tool.gate.seeds] local for pytest -m slow, ci for the gate
+    workflow."""
+    return list(tomllib.loads(path.read_text())["tool"]["gate"]["seeds"][where])
 
 
 def check_parameter_count(count: int, profile: Profile) -> int:
@@ -66,3 +69,14 @@ def check_epochs(epochs: int, profile: Profile) -> None:
             f"trained {epochs} epochs; profile {profile.name} allows at most {profile.max_epochs}, "
             f"{epochs - profile.max_epochs} too many"
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "seeds" or argv[1] not in WHERE:
+        sys.exit(f"usage: python -m mnist_gate.budgets seeds {{{','.join(WHERE)}}}")
+    print(json.dumps(seeds(argv[1])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,11 +1,15 @@
-"""The budgets and the rules that enforce them, shared by the test suite and the reports.
+"""The structural rules, in one list (RULES) that the checks, the fast tier's tests and the
+README's list of rules all read.
 
-The budgets live in one table, [tool.gate.profiles] in pyproject.toml. Every structural rule is
-decided on what the network computes when it runs (mnist_gate.tracer.probe), never on how its code
-is spelled.
+Every rule is decided on what the network computes when it runs (mnist_gate.tracer.probe), never
+on how its code is spelled. To add a rule, write its check here and append a Rule: the fast tier
+then runs it on every gated profile, and `python -m mnist_gate.readme` lists it in the README.
 """
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -121,10 +125,8 @@ def check_global_average_pool(p: Probe) -> None:
         )
 
 
-def check_receptive_field(p: Probe, minimum: int | None = None) -> int | None:
-    """The field is always measured and reported; a profile that sets a minimum enforces it."""
-    if minimum is None:
-        return p.rf
+def check_receptive_field(p: Probe, minimum: int) -> int:
+    """The field is reported in every table; a profile that sets a minimum enforces it."""
     if p.unfollowed:
         raise GateError(f"cannot follow the receptive field through {', '.join(p.unfollowed)}")
     if p.rf is None:
@@ -160,14 +162,88 @@ def check_output(net: nn.Module) -> None:
                 )
 
 
+@dataclass
+class Subject:
+    """A network under the gate's checks, for one profile; probed once, on first use."""
+
+    net: nn.Module
+    profile: Profile
+
+    @cached_property
+    def probe(self) -> Probe:
+        return probe(self.net)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    summary: str  # the README's description: what it measures, and how
+    check: Callable[[Subject], object]  # raises GateError when the rule is broken
+    applies: Callable[[Profile], bool] = lambda profile: True
+
+
+RULES = [
+    Rule(
+        "parameters",
+        "**Parameters.** Fewer trainable parameters (`requires_grad`) than the profile's "
+        "`max_params`, counted before any forward pass, as the optimizer sees them. BatchNorm's "
+        "running statistics are buffers and do not count; a frozen or lazy parameter fails.",
+        lambda s: check_parameters(s.net, s.profile),
+    ),
+    Rule(
+        "output",
+        "**Output.** `(N, 10)` finite values in both modes, at batch 1 and 64; rows that are "
+        "probabilities (non-negative, summing to 1) are refused, since the trainer's "
+        "cross-entropy applies the softmax itself (log-probabilities are fine).",
+        lambda s: check_output(s.net),
+    ),
+    Rule(
+        "weights",
+        "**Every weight trains.** The weights that convolution, linear and normalisation calls "
+        "use must be trainable parameters created in `__init__`: weights in buffers or "
+        "constants, or parameters created in `forward`, would escape the count or the optimizer.",
+        lambda s: check_weights(s.probe),
+    ),
+    Rule(
+        "batchnorm",
+        "**BatchNorm.** A BatchNorm call must run with batch statistics in the training step "
+        "and run in inference, at every batch size tried; a BatchNorm module that never runs is "
+        "named.",
+        lambda s: check_batchnorm(s.net, s.probe),
+    ),
+    Rule(
+        "dropout",
+        "**Dropout.** A dropout call with p > 0 must drop in the training step, and none may "
+        "drop in inference; a Dropout module that never runs is named. A dropout call is one of "
+        "torch's dropout functions (`nn.Dropout*`, `F.dropout*`, alpha dropout).",
+        lambda s: check_dropout(s.net, s.probe),
+    ),
+    Rule(
+        "global average pooling",
+        "**Global average pooling feeds the classifier.** The last feature map that still has "
+        "height and width is perturbed during inference: by a pattern whose average over "
+        "height and width is zero, which must leave the output unchanged (the classifier reads "
+        "only the map's global average, however the code averages it), and by a uniform shift, "
+        "which must change it (the classifier reads the map at all).",
+        lambda s: check_global_average_pool(s.probe),
+    ),
+    Rule(
+        "receptive field",
+        "**Receptive field**, only for a profile that sets `min_receptive_field`. With every "
+        "weight set positive and max pools replaced by average pools of the same shape, the "
+        "gradient of the centre pixel of the averaged map, taken on a 128x128 input, marks the "
+        "input pixels it sees; the field is the side of that square, through branches, strides "
+        "and upsampling alike. An operation that cuts the gradient is named, not guessed.",
+        lambda s: check_receptive_field(s.probe, s.profile.min_receptive_field),
+        applies=lambda profile: profile.min_receptive_field is not None,
+    ),
+]
+
+
 def check_structure(net: nn.Module, profile: Profile) -> Probe:
-    """Every rule that needs no training, in the order a reader would check them."""
-    check_parameters(net, profile)
-    check_output(net)
-    p = probe(net)
-    check_weights(p)
-    check_batchnorm(net, p)
-    check_dropout(net, p)
-    check_global_average_pool(p)
-    check_receptive_field(p, profile.min_receptive_field)
-    return p
+    """Every rule that applies to the profile, in the order a reader would check them."""
+    subject = Subject(net, profile)
+    for rule in RULES:
+        if rule.applies(profile):
+            rule.check(subject)
+    return subject.probe

@@ -62,8 +62,12 @@ def download(data_dir: Path, timeout: float = DOWNLOAD_TIMEOUT) -> None:
         socket.setdefaulttimeout(before)
 
 
-def load_mnist(data_dir: Path = DATA_DIR) -> dict[str, torch.Tensor]:
-    """Train and test images as (N, 28, 28) uint8 and labels as (N,) int64, on the CPU."""
+def load_mnist(
+    data_dir: Path = DATA_DIR, splits: tuple[str, ...] = ("train", "test")
+) -> dict[str, torch.Tensor]:
+    """Images as (N, 28, 28) uint8 and labels as (N,) int64, on the CPU: train_x, train_y, test_x
+    and test_y, or those of the splits asked for (each verified, so the test split alone is
+    quicker)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist")
@@ -81,9 +85,9 @@ def load_mnist(data_dir: Path = DATA_DIR) -> dict[str, torch.Tensor]:
         data = bytearray(read_verified(paths[name])[header:])
         return torch.frombuffer(data, dtype=torch.uint8).reshape(shape)
 
-    return {
-        "train_x": tensor("train-images-idx3-ubyte", 16, (60_000, SIZE, SIZE)),
-        "train_y": tensor("train-labels-idx1-ubyte", 8, (60_000,)).long(),
-        "test_x": tensor("t10k-images-idx3-ubyte", 16, (10_000, SIZE, SIZE)),
-        "test_y": tensor("t10k-labels-idx1-ubyte", 8, (10_000,)).long(),
-    }
+    found = {}
+    for split, prefix, n in (("train", "train", 60_000), ("test", "t10k", 10_000)):
+        if split in splits:
+            found[f"{split}_x"] = tensor(f"{prefix}-images-idx3-ubyte", 16, (n, SIZE, SIZE))
+            found[f"{split}_y"] = tensor(f"{prefix}-labels-idx1-ubyte", 8, (n,)).long()
+    return found

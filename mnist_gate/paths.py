@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs"
 PYPROJECT = ROOT / "pyproject.toml"
 README = ROOT / "README.md"
+ARCHITECTURE = ROOT / "ARCHITECTURE.md"
 INCOMPLETE = "INCOMPLETE"
 PREDICTIONS = "test_predictions.npy"  # 2 x 10,000 uint8: true digit, predicted digit
 

@@ -5,12 +5,15 @@
 - mean_lower_bound(): a one-sided lower bound on the mean accuracy over seeds (Student's t).
 - below_probability(): the chance that one more run ends under a threshold, from a normal fit to
   the runs so far.
+- spread(): the numbers above for the accuracies of several seeds, as the verdict and the README's
+  results table both show them.
 - mcnemar(): the exact McNemar test for two classifiers on the same images: of the images they
   disagree on, how likely a split at least this uneven is if neither is better.
 """
 
 import math
 import statistics
+from dataclasses import dataclass
 from fractions import Fraction
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -103,3 +106,29 @@ def mcnemar(fixed: int, broken: int) -> float:
         return 1.0
     tail = sum(math.comb(n, k) for k in range(min(fixed, broken) + 1))
     return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Accuracies over seeds against a threshold: the summary the verdict and the README show."""
+
+    n: int
+    low: float
+    mean: float
+    high: float
+    sd: float | None  # None for a single value
+    lower_bound: float | None  # one-sided 95% bound on the mean, Student's t
+    below: float | None  # P(one more run < threshold), normal fit
+
+
+def spread(values: list[float], threshold: float) -> Spread:
+    several = len(values) > 1
+    return Spread(
+        n=len(values),
+        low=min(values),
+        mean=statistics.mean(values),
+        high=max(values),
+        sd=statistics.stdev(values) if several else None,
+        lower_bound=mean_lower_bound(values) if several else None,
+        below=below_probability(values, threshold) if several else None,
+    )

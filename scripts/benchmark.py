@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 import train
-from mnist_gate import budgets, networks, paths
+from mnist_gate import budgets, networks, paths, runtime
 from mnist_gate.data import MEAN, SIZE, STD, DataError, load_mnist
+from mnist_gate.settings import ConfigError, Parser, positive_int
 
 
 class PilMnist(Dataset):
@@ -50,7 +51,7 @@ class PilMnist(Dataset):
 
 
 def reference_images_per_second(cfg: train.Config, steps: int, warmup: int = 5) -> float:
-    device = train.pick_device(cfg.device)
+    device = runtime.pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     data = load_mnist(cfg.data_dir)
     loader = DataLoader(
@@ -74,10 +75,10 @@ def reference_images_per_second(cfg: train.Config, steps: int, warmup: int = 5) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = train.Parser(prog="python -m scripts.benchmark", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m scripts.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Net", help="network class in model.py (default: Net)")
     parser.add_argument(
-        "--steps", type=train.positive_int, default=100, help="reference steps timed (default: 100)"
+        "--steps", type=positive_int, default=100, help="reference steps timed (default: 100)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument(
@@ -90,36 +91,35 @@ def main(argv: list[str] | None = None) -> None:
         cfg = train.Config(model=args.model, device=args.device, out=args.out, progress=False)
         if cfg.out is None:
             cfg.out = paths.new_folder("bench")
-        _, metrics = train.train(cfg)
+        _, run = train.train(cfg)
         reference = reference_images_per_second(cfg, args.steps)
-    except (train.ConfigError, DataError, paths.RunFolderError) as err:
+    except (ConfigError, DataError, paths.RunFolderError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     except train.TrainingError as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")
-    history = metrics["history"]
-    like_reference = [h for h in history if h["augmented"] and h["size"] == SIZE]
-    project = 60_000 / statistics.median(h["train_seconds"] for h in like_reference)
+    history = run.history
+    like_reference = [h for h in history if h.augmented and h.size == SIZE]
+    project = 60_000 / statistics.median(h.train_seconds for h in like_reference)
 
-    gated = budgets.profile_for(cfg.model) or budgets.load_profiles()["8k"]
-    threshold = gated.min_accuracy
-    full_size = (h for h in history if h["size"] == SIZE)
-    reached = next((h for h in full_size if h["test_acc"] >= threshold), None)
-    elapsed = {h["epoch"]: sum(g["seconds"] for g in history[: h["epoch"]]) for h in history}
-    print(f"\ndevice: {metrics['device']} ({metrics['device_type']}, {metrics['threads']} threads)")
+    threshold = budgets.load_profiles()[run.profile or "8k"].min_accuracy
+    full_size = (h for h in history if h.size == SIZE)
+    reached = next((h for h in full_size if h.test_acc >= threshold), None)
+    elapsed = {h.epoch: sum(g.seconds for g in history[: h.epoch]) for h in history}
+    print(f"\ndevice: {run.device} ({run.device_type}, {run.threads} threads)")
     print(f"reference pipeline (DataLoader + PIL, batch 128): {reference:10,.0f} images/s")
     print(f"this project's pipeline (batch {cfg.batch_size}):          {project:10,.0f} images/s")
     print(f"  (median of its {len(like_reference)} full-size augmented epochs)")
     print(f"ratio: {project / reference:.1f}x")
     if reached:
         print(
-            f"first epoch at >= {threshold:.1%}: epoch {reached['epoch']}, "
-            f"{elapsed[reached['epoch']]:.0f} s of training"
+            f"first epoch at >= {threshold:.1%}: epoch {reached.epoch}, "
+            f"{elapsed[reached.epoch]:.0f} s of training"
         )
     else:
         print(f"no epoch reached {threshold:.1%}")
     print(
-        f"full gate run: {metrics['epochs']} epochs, final-epoch test accuracy "
-        f"{metrics['final_test_acc']:.2%}, {metrics['wall_seconds']:.0f} s wall"
+        f"full gate run: {run.epochs} epochs, final-epoch test accuracy "
+        f"{run.final_test_acc:.2%}, {run.wall_seconds:.0f} s wall"
     )
 
 

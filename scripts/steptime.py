@@ -16,8 +16,9 @@ import time
 import torch
 
 import train
-from mnist_gate import networks
+from mnist_gate import networks, runtime
 from mnist_gate.data import DataError, load_mnist
+from mnist_gate.settings import ConfigError, Parser, positive_int
 
 WARMUP_STEPS = 5
 
@@ -42,13 +43,13 @@ def step_timer(cfg: train.Config, images, labels, gen):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = train.Parser(prog="python -m scripts.steptime", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m scripts.steptime", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", metavar="MODEL", help="network classes in model.py")
     parser.add_argument(
-        "--rounds", type=train.positive_int, default=21, help="turns per network (default: 21)"
+        "--rounds", type=positive_int, default=21, help="turns per network (default: 21)"
     )
     parser.add_argument(
-        "--steps", type=train.positive_int, default=25, help="steps per turn (default: 25)"
+        "--steps", type=positive_int, default=25, help="steps per turn (default: 25)"
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
@@ -60,9 +61,9 @@ def main(argv: list[str] | None = None) -> None:
             train.Config(model=name, threads=args.threads, device=args.device, progress=False)
             for name in args.models
         ]
-        device = train.start(configs[0])
-        data = load_mnist(configs[0].data_dir)
-    except (train.ConfigError, DataError) as err:
+        device = runtime.start(args.device, args.threads, seed=0)
+        data = load_mnist(configs[0].data_dir, ("train",))
+    except (ConfigError, DataError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     images = data["train_x"].unsqueeze(1).to(device)
     labels = data["train_y"].to(device)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             times[name].append(run(args.steps))
 
     first = args.models[0]
-    print(f"{train.device_name(device)} ({device.type}, {torch.get_num_threads()} threads)")
+    print(f"{runtime.device_name(device)} ({device.type}, {torch.get_num_threads()} threads)")
     print(f"median over {args.rounds} rounds of {args.steps} steps, batch {configs[0].batch_size}:")
     for name, ms in times.items():
         ratios = [a / b for a, b in zip(ms, times[first], strict=True)]

@@ -1,5 +1,7 @@
-"""What the suite gates: --profile NAME[,NAME] or all (else $GATE_PROFILE, else 8k), and the seeds
-the slow tier trains: --seeds 0,1,2 (else $GATE_SEEDS, else [tool.gate] seeds in pyproject.toml)."""
+"""What the suite gates: --profile NAME[,NAME] or all (else $GATE_PROFILE, else all), and the seeds
+the slow tier trains: --seeds 0,1,2 (else $GATE_SEEDS, else [tool.gate.seeds] local in
+pyproject.toml). --defer-verdict (or GATE_DEFER_VERDICT=1) leaves the verdict over seeds to the CI
+job that gathers every seed's runs."""
 
 import os
 
@@ -11,26 +13,29 @@ from mnist_gate import budgets
 def pytest_addoption(parser):
     parser.addoption(
         "--profile",
-        default=os.environ.get("GATE_PROFILE", "8k"),
+        default=os.environ.get("GATE_PROFILE", "all"),
         help="budget profile(s) to gate: a name from pyproject.toml, a comma list, or 'all' "
-        "(default: $GATE_PROFILE, else 8k)",
+        "(default: $GATE_PROFILE, else all)",
     )
     parser.addoption(
         "--seeds",
         default=os.environ.get("GATE_SEEDS"),
         help="comma list of seeds the slow tier trains; with several, the verdict is on the mean "
-        "(default: $GATE_SEEDS, else [tool.gate] seeds in pyproject.toml)",
+        "(default: $GATE_SEEDS, else [tool.gate.seeds] local in pyproject.toml)",
     )
-
-
-def pytest_configure(config):
-    config.defer_accuracy = os.environ.get("GATE_DEFER_ACCURACY") == "1"
+    parser.addoption(
+        "--defer-verdict",
+        action="store_true",
+        default=os.environ.get("GATE_DEFER_VERDICT") == "1",
+        help="slow tier: train and check each run, and leave the verdict over seeds to the CI "
+        "job that gathers them all (default: $GATE_DEFER_VERDICT=1)",
+    )
 
 
 def selected_seeds(config) -> list[int]:
     wanted = config.getoption("--seeds")
     if wanted is None:
-        return budgets.default_seeds()
+        return budgets.seeds("local")
     try:
         seeds = [int(s) for s in wanted.split(",")]
     except ValueError:
@@ -52,6 +57,11 @@ def selected_profiles(config) -> list[budgets.Profile]:
             f"unknown profile {', '.join(unknown)}; pyproject.toml defines {', '.join(profiles)}"
         )
     return [profiles[name] for name in names]
+
+
+def pytest_configure(config):
+    selected_profiles(config)  # a bad --profile or --seeds stops the run before any test
+    selected_seeds(config)
 
 
 def pytest_report_header(config):

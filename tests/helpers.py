@@ -1,15 +1,51 @@
-"""Helpers the tests share."""
+"""Helpers the tests share: a smoke-sized training config, records built as train.py builds them,
+and writable copies of read-only files."""
 
+import dataclasses
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 import train
+from mnist_gate.paths import PREDICTIONS
+from mnist_gate.record import Epoch, Record
 
 
 def smoke(tmp_path: Path, **overrides) -> train.Config:
     """A run small enough for the fast tier: 1,024 training images, one augmented epoch."""
     settings = dict(epochs=1, clean_epochs=0, limit=1024, out=tmp_path / "run", progress=False)
     return train.Config(**{**settings, **overrides})
+
+
+def record(
+    accuracy: float = 0.995, *, seed: int = 0, profile: str | None = "8k", **overrides
+) -> Record:
+    """A record of a 3-epoch run of profile 8k's recipe, ending at `accuracy` (to the image)."""
+    cfg = dataclasses.asdict(train.Config(seed=seed, progress=False))
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in cfg.items()}
+    history = tuple(
+        Epoch(epoch=e, train_loss=0.6, train_acc=0.98, test_loss=0.12,
+              test_acc=round(accuracy * 10_000) / 10_000 - (3 - e) * 0.001, lr=0.1,
+              augmented=e < 3, size=28, train_seconds=3.0, seconds=3.4)
+        for e in (1, 2, 3)
+    )  # fmt: skip
+    fields = dict(
+        model="Net", profile=profile, seed=seed, parameters=7_162, epochs=3, test_images=10_000,
+        test_correct=round(accuracy * 10_000), wall_seconds=12.0, device="Test CPU",
+        device_type="cpu", threads=2, torch="2.14.1", python="3.11.7", git_commit=None,
+        config={**config, "profile": profile}, history=history,
+    )  # fmt: skip
+    return Record(**{**fields, **overrides})
+
+
+def save(folder: Path, run: Record, pairs: np.ndarray | None = None) -> Record:
+    """A run's folder as train.py leaves it: the record, and the predictions if given."""
+    folder.mkdir(parents=True)
+    run.save(folder)
+    if pairs is not None:
+        np.save(folder / PREDICTIONS, pairs, allow_pickle=False)
+    return dataclasses.replace(run, folder=folder)
 
 
 def writable_copy(source: Path, target: Path) -> None:

@@ -87,9 +87,9 @@ def test_a_fixed_size_network_trains_at_full_size_and_says_so(tmp_path, monkeypa
     monkeypatch.setattr(model, "FixedPool", FixedPool, raising=False)
     cfg = train.Config(model="FixedPool", epochs=2, small_epochs=1, limit=256, progress=False,
                        out=tmp_path / "run")  # fmt: skip
-    _, metrics = train.train(cfg)
-    assert [row["size"] for row in metrics["history"]] == [28, 28]
-    assert metrics["notes"] == [
+    _, run = train.train(cfg)
+    assert [row.size for row in run.history] == [28, 28]
+    assert list(run.notes) == [
         "model.FixedPool does not take 20x20 images (RuntimeError: Given input size: (12x5x5). "
         "Calculated output size: (12x0x0). Output size is too small), so every epoch trained "
         "at 28x28"

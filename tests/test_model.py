@@ -1,60 +1,34 @@
-"""Fast tier: the rules every gated network must keep, checked without training."""
+"""Fast tier: every rule in mnist_gate.checks.RULES on every gated profile's network, without
+training, and a few real training steps."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import train
-from mnist_gate import checks, report, tracer
+from mnist_gate import checks
 from mnist_gate.data import load_mnist
-
-
-@pytest.fixture
-def net(profile):
-    torch.manual_seed(0)
-    return checks.build(profile)
+from mnist_gate.images import normalize
 
 
 @pytest.fixture(scope="module")
-def probed(profile):
-    """What the profile's network computes, measured once for the tests below."""
-    return tracer.probe(checks.build(profile))
+def subject(profile):
+    """The profile's network, probed once for every rule below."""
+    torch.manual_seed(0)
+    return checks.Subject(checks.build(profile), profile)
 
 
-def test_parameters_are_under_the_budget(net, profile):
-    count = checks.check_parameters(net, profile)
-    print(f"{profile.model}: {count:,} trainable parameters, budget < {profile.max_params:,}")
+@pytest.mark.parametrize("rule", checks.RULES, ids=[rule.name for rule in checks.RULES])
+def test_the_network_keeps_the_rule(subject, rule):
+    if not rule.applies(subject.profile):
+        pytest.skip(f"profile {subject.profile.name} does not ask for this rule")
+    rule.check(subject)
 
 
-def test_every_weight_trains(probed):
-    checks.check_weights(probed)
-
-
-def test_batchnorm_runs_in_training_and_inference(net, probed):
-    checks.check_batchnorm(net, probed)
-
-
-def test_dropout_acts_in_training_only(net, probed):
-    checks.check_dropout(net, probed)
-
-
-def test_global_average_pooling_feeds_the_classifier(probed):
-    checks.check_global_average_pool(probed)
-
-
-def test_receptive_field_is_measured(net, probed, profile):
-    print("\n" + report.layer_table(net))
-    assert probed.rf is not None and not probed.unfollowed and not probed.rf_clipped
-    checks.check_receptive_field(probed, profile.min_receptive_field)
-
-
-def test_output_is_finite_logits_of_shape_n_by_10(net):
-    checks.check_output(net)
-
-
-def test_a_few_training_steps_lower_the_loss(net):
-    data = load_mnist()
-    x, y = train.normalize(data["train_x"][:128].unsqueeze(1)), data["train_y"][:128]
+def test_a_few_training_steps_lower_the_loss(profile):
+    torch.manual_seed(0)
+    net = checks.build(profile)
+    data = load_mnist(splits=("train",))
+    x, y = normalize(data["train_x"][:128].unsqueeze(1)), data["train_y"][:128]
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     net.train()
     losses = []

@@ -1,28 +1,79 @@
-"""Reports: the README and each run's files say what the code and the run say, nothing else."""
+"""Reports: the README and each run's files say what the code and the runs say, nothing else."""
 
-import re
+import dataclasses
 
 import numpy as np
+import pytest
 
-from mnist_gate import paths, report
+from mnist_gate import paths, readme, report
 
-from .test_verdict import fake_metrics
+from .helpers import record, save
 
 
-def test_readme_architecture_matches_the_networks():
-    readme = paths.README.read_text()
-    section = re.search(
-        r"<!-- generated:architecture -->\n(.*?)<!-- /generated:architecture -->", readme, re.S
+@pytest.mark.parametrize("name", readme.SECTIONS)
+def test_the_readme_says_what_the_code_says(name):
+    path, make = readme.SECTIONS[name]
+    found = readme.section(path.read_text(), name)
+    assert found, f"{path.name} has no generated:{name} section"
+    assert found.group(2).strip() == make().strip(), (
+        f"{path.name}'s {name} no longer matches the code; run `python -m mnist_gate.readme`"
     )
-    assert section, "README.md has no generated:architecture section"
-    assert section.group(1).strip() == report.architecture().strip(), (
-        "README.md's architecture no longer matches model.py; run "
-        "`python -m mnist_gate.report readme`"
-    )
+
+
+def test_the_readme_has_a_results_section():
+    assert readme.section(paths.README.read_text(), "results")
+
+
+def runs_on(device: str, profile: str | None, seeds):
+    model = {"8k": "Net", "25k": "Net25k", None: "Net"}[profile]
+    kind = "cpu" if "CPU" in device else "cuda"
+    return [
+        record(seed=s, profile=profile, model=model, device=device, device_type=kind) for s in seeds
+    ]
+
+
+def test_the_results_give_each_profile_and_device_a_row():
+    runs = [
+        run
+        for device in ("Test CPU", "Test GPU") for profile in ("25k", "8k")
+        for run in runs_on(device, profile, (0, 1))
+    ]  # fmt: skip
+    runs[-1] = dataclasses.replace(runs[-1], test_correct=9_930)  # one run under the bar
+    readme.check_seed_runs(runs)  # the same seeds on two devices are no repeat
+    rows = readme.results_table(runs).splitlines()[2:]
+    assert [row.split(" | ")[0].strip("| ") for row in rows] == ["Net", "Net", "Net25k", "Net25k"]
+    assert [row.split(" | ")[-1].strip("| ") for row in rows] == [
+        "Test CPU (2 threads)", "Test GPU", "Test CPU (2 threads)", "Test GPU"
+    ]  # fmt: skip
+    assert "99.30 / 99.40 / 99.50" in rows[1] and "99.50 / 99.50 / 99.50" in rows[0]
+
+
+def unlike(run):
+    return dataclasses.replace(run, config={**run.config, "lr": 0.1})
+
+
+@pytest.mark.parametrize(
+    "runs, message",
+    [
+        (runs_on("Test CPU", "8k", (0,)) + [unlike(runs_on("Test CPU", "8k", (1,))[0])],
+         "the 8k runs were not trained alike: seeds 0 and 1 differ in lr"),
+        (runs_on("Test CPU", "8k", (0, 0)), "repeat a seed"),
+        (runs_on("Test CPU", None, (0,)), "Net: not trained as a profile"),
+    ],
+    ids=["settings differ", "a seed twice", "no profile"],
+)  # fmt: skip
+def test_the_readme_refuses_runs_that_do_not_belong_together(tmp_path, runs, message, capsys):
+    folders = [save(tmp_path / f"run{i}", run).folder for i, run in enumerate(runs)]
+    before = paths.README.read_text()
+    with pytest.raises(SystemExit) as exit:
+        readme.main([str(folder) for folder in folders])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert paths.README.read_text() == before
 
 
 def test_the_curves_are_drawn(tmp_path):
-    report.plot_curves(fake_metrics(0.9945), tmp_path / "curves.png")
+    report.plot_curves(record(0.9945), tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -30,5 +81,5 @@ def test_the_errors_are_drawn_as_a_grid(tmp_path):
     images = np.zeros((300, 28, 28), dtype=np.uint8)
     pairs = np.array([np.arange(300) % 10, np.arange(300) % 10], dtype=np.uint8)
     pairs[1, [3, 50, 299]] = 0
-    report.plot_errors(fake_metrics(0.99), pairs, images, tmp_path / "errors.png")
+    report.plot_errors(record(0.99), pairs, images, tmp_path / "errors.png")
     assert (tmp_path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,6 @@
 """A run never loses or mixes results: it claims its folder, writes files whole, and every bad
 input ends in one line and a clear exit status, never a traceback."""
 
-import json
 import multiprocessing
 import signal
 import socket
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 import train
-from mnist_gate import data, paths, report, verdict
+from mnist_gate import data, paths, verdict
 from mnist_gate.paths import INCOMPLETE, ROOT, RunFolderError
 
 from .helpers import smoke, writable_copy
@@ -164,58 +163,6 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
         "train.py: interrupted; a run folder it had claimed is marked INCOMPLETE"
     ]
     assert (tmp_path / "run" / INCOMPLETE).exists()
-
-
-def metrics(model: str, seed: int, device: str = "Test CPU", **config) -> dict:
-    return {
-        "model": model, "parameters": 7_000 if model == "Net" else 20_000,
-        "epochs": config.get("epochs", 12), "final_test_acc": 0.995, "seed": seed,
-        "wall_seconds": 40.0, "device": device, "device_type": "cpu" if "CPU" in device else "cuda",
-        "threads": 2, "history": [], "config": {"model": model, "lr": 0.2, **config, "seed": seed},
-    }  # fmt: skip
-
-
-def save_runs(tmp_path, runs) -> list[Path]:
-    folders = []
-    for i, run in enumerate(runs):
-        folder = tmp_path / f"run{i}"
-        folder.mkdir()
-        (folder / "metrics.json").write_text(json.dumps(run))
-        folders.append(folder)
-    return folders
-
-
-@pytest.mark.parametrize(
-    "runs, message",
-    [
-        ([metrics("Net", 0), metrics("Net", 1)], "no runs of Net25k"),
-        ([metrics("Net", 0), metrics("Net", 1, epochs=3), metrics("Net25k", 0)],
-         "the Net runs were not trained alike: seeds 0 and 1 differ in epochs"),
-        ([metrics("Net", 0), metrics("Net", 0), metrics("Net25k", 0)], "repeat a seed"),
-    ],
-)  # fmt: skip
-def test_the_readme_refuses_runs_that_do_not_belong_together(tmp_path, runs, message, capsys):
-    before = paths.README.read_text()
-    with pytest.raises(SystemExit) as exit:
-        report.main(["readme", *map(str, save_runs(tmp_path, runs))])
-    err = capsys.readouterr().err
-    assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
-    assert paths.README.read_text() == before
-
-
-def test_the_readme_gives_each_device_its_own_row():
-    runs = [
-        metrics(model, seed, device)
-        for device in ("Test CPU", "Test GPU") for model in ("Net25k", "Net") for seed in (0, 1)
-    ]  # fmt: skip
-    runs[-1]["final_test_acc"] = 0.9930  # one Net run on the GPU ends under the bar
-    report.check_seed_runs(runs)  # the same seeds on two devices are no repeat
-    rows = report.results_table(runs).splitlines()[2:]
-    assert [row.split(" | ")[0].strip("| ") for row in rows] == ["Net", "Net", "Net25k", "Net25k"]
-    assert [row.split(" | ")[-1].strip("| ") for row in rows] == [
-        "Test CPU (2 threads)", "Test GPU", "Test CPU (2 threads)", "Test GPU"
-    ]  # fmt: skip
-    assert "99.30 / 99.40 / 99.50" in rows[1] and "99.50 / 99.50 / 99.50" in rows[0]
 
 
 def test_a_corrupt_metrics_file_is_a_one_line_error(tmp_path, capsys):

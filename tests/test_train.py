@@ -1,6 +1,6 @@
 """train.py: a command line that refuses bad values, seeded runs, and a clear stop on a bad loss."""
 
-import json
+import dataclasses
 import subprocess
 import sys
 
@@ -10,8 +10,10 @@ from torch import nn
 
 import model
 import train
-from mnist_gate import networks
+from mnist_gate import budgets, gate, networks, settings
+from mnist_gate.images import affine_grid
 from mnist_gate.paths import ROOT
+from mnist_gate.settings import ConfigError
 
 from .helpers import smoke
 
@@ -50,10 +52,48 @@ def test_bad_values_exit_2_with_one_line(argv, message, capsys, tmp_path):
 
 def test_settings_are_checked_when_the_config_is_built():
     # Not only on the command line: a Config built in code refuses the same values.
-    with pytest.raises(train.ConfigError, match="--rotate must be a finite number, got nan"):
+    with pytest.raises(ConfigError, match="--rotate must be a finite number, got nan"):
         train.Config(rotate=float("nan"))
-    with pytest.raises(train.ConfigError, match="--model 'ConvBlock' is not a network"):
+    with pytest.raises(ConfigError, match="--model 'ConvBlock' is not a network"):
         train.Config(model="ConvBlock")
+
+
+def test_a_profile_on_the_command_line_trains_what_the_gate_trains(tmp_path):
+    profile = budgets.load_profiles()["25k"]
+    cli = settings.parse(train.Config, ["--profile", "25k", "--seed", "3"], "train.py", "")
+    gated = gate.config(profile, 3)
+    assert settings.recipe(cli) == settings.recipe(gated)
+    assert cli.profile == gated.profile == "25k" and cli.seed == gated.seed == 3
+    assert {k: getattr(cli, k) for k in profile.train} == profile.train
+    assert cli.model == profile.model
+
+
+def test_a_run_with_a_profiles_settings_is_that_profiles():
+    assert train.Config().profile == "8k"  # train.py's defaults are what 8k trains
+    assert train.Config(epochs=3).profile is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--profile", "25k", "--epochs", "30"],
+         "--epochs 30: profile 25k trains with 18; train without --profile to change its settings"),
+        (["--profile", "8k", "--model", "Net25k"], "--model Net25k: profile 8k trains with Net;"),
+        (["--profile", "4k"], "--profile '4k' is not in pyproject.toml; it defines 8k, 25k"),
+    ],
+)  # fmt: skip
+def test_a_profile_cannot_be_trained_otherwise(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        train.main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_a_profile_that_sets_what_train_py_lacks_is_refused(monkeypatch):
+    typo = budgets.Profile("8k", "Net", 8000, 15, 0.994, train={"epoch": 12})
+    monkeypatch.setattr(budgets, "load_profiles", lambda: {"8k": typo})
+    with pytest.raises(ConfigError, match="profile 8k sets 'epoch', which is not a training"):
+        settings.for_profile(train.Config, "8k", seed=0)
 
 
 def test_the_real_command_line_exits_2_without_a_traceback():
@@ -74,15 +114,9 @@ def test_an_earlier_run_is_never_overwritten(tmp_path, capsys):
     assert (out / "metrics.json").read_text() == "{}"
 
 
-def test_a_run_saves_metrics_and_a_checkpoint_that_loads_safely(tmp_path):
+def test_a_run_saves_a_checkpoint_that_loads_safely(tmp_path):
     cfg = smoke(tmp_path)
-    net, metrics = train.train(cfg)
-    saved = json.loads((cfg.out / "metrics.json").read_text())
-    assert (
-        saved["final_test_acc"] == metrics["final_test_acc"] == metrics["history"][-1]["test_acc"]
-    )
-    for key in ("config", "history", "parameters", "torch", "device", "seed", "wall_seconds"):
-        assert key in saved, key
+    train.train(cfg)
     checkpoint = torch.load(cfg.out / "model.pt", weights_only=True)
     fresh = networks.build(checkpoint["config"]["model"])
     fresh.load_state_dict(checkpoint["model"])
@@ -93,8 +127,8 @@ def test_the_same_seed_gives_the_same_run(tmp_path):
     _, first = train.train(smoke(tmp_path, out=tmp_path / "a"))
     _, second = train.train(smoke(tmp_path, out=tmp_path / "b"))
 
-    def untimed(metrics):
-        return [{k: v for k, v in row.items() if "seconds" not in k} for row in metrics["history"]]
+    def untimed(run):
+        return [dataclasses.replace(row, train_seconds=0, seconds=0) for row in run.history]
 
     assert untimed(first) == untimed(second)
 
@@ -110,9 +144,9 @@ def test_only_the_clean_epochs_skip_augmentation(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "augment", counting)
     # Evaluation is not what this test is about.
     monkeypatch.setattr(train, "evaluate", lambda net, x, y, size: (0.0, 0.0, torch.zeros_like(y)))
-    _, metrics = train.train(smoke(tmp_path, epochs=3, clean_epochs=1, batch_size=256))
+    _, run = train.train(smoke(tmp_path, epochs=3, clean_epochs=1, batch_size=256))
     assert sum(augmented) == 2 * 1024
-    assert [row["augmented"] for row in metrics["history"]] == [True, True, False]
+    assert [row.augmented for row in run.history] == [True, True, False]
 
 
 @pytest.mark.parametrize("size", [20, 28])
@@ -126,7 +160,7 @@ def test_the_sampling_grid_is_torchs_affine_grid_up_to_rounding(size):
     theta = identity + torch.randn(512, 2, 3, generator=gen) * torch.tensor([0.2, 0.2, 0.2])
     expected = torch.nn.functional.affine_grid(theta, [512, 1, size, size], align_corners=False)
     rounding = 3 * torch.finfo(torch.float32).eps * theta.abs().sum(-1).view(-1, 1, 1, 2)
-    assert ((train.affine_grid(theta, size) - expected).abs() <= rounding).all()
+    assert ((affine_grid(theta, size) - expected).abs() <= rounding).all()
 
 
 class Recorded(model.Net):
@@ -144,8 +178,8 @@ class Recorded(model.Net):
 def test_the_small_epochs_train_and_test_shrunk_and_the_last_is_full_size(tmp_path, monkeypatch):
     monkeypatch.setattr(model, "Recorded", Recorded, raising=False)
     cfg = smoke(tmp_path, model="Recorded", epochs=3, clean_epochs=1, small_epochs=5, limit=512)
-    net, metrics = train.train(cfg)
-    assert [row["size"] for row in metrics["history"]] == [20, 20, 28]
+    net, run = train.train(cfg)
+    assert [row.size for row in run.history] == [20, 20, 28]
     assert net.seen[True] == [20, 20, 20, 20, 28, 28]  # two steps an epoch
     # The test set in batches of 2,000 after each epoch (the report's model summary follows).
     assert net.seen[False][:15] == [20] * 10 + [28] * 5

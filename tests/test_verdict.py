@@ -1,28 +1,17 @@
 """The verdict knows its noise: the statistics against values worked out by hand or published, the
 summary for one seed and for three, and the paired comparison with main."""
 
-import json
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from mnist_gate import stats, verdict
-from mnist_gate.paths import PREDICTIONS
+from mnist_gate import budgets, gate, paths, stats, verdict
 
+from .helpers import record, save
 
-def fake_metrics(accuracy: float, model: str = "Net", seed: int = 0) -> dict:
-    history = [
-        {"epoch": e, "train_loss": 0.6, "train_acc": 0.98, "test_loss": 0.12,
-         "test_acc": accuracy - (3 - e) * 0.001, "lr": 0.1, "augmented": e < 3, "size": 28,
-         "train_seconds": 3.0, "seconds": 3.4}
-        for e in (1, 2, 3)
-    ]  # fmt: skip
-    return {
-        "model": model, "parameters": 7_786, "epochs": 3, "final_test_acc": accuracy,
-        "seed": seed, "wall_seconds": 12.0, "device": "test cpu", "device_type": "cpu",
-        "threads": 2, "torch": "2.14.1", "python": "3.11.7", "git_commit": None,
-        "history": history, "test_images": 10_000, "test_correct": round(accuracy * 10_000),
-    }  # fmt: skip
+PROFILE = budgets.load_profiles()["8k"]
 
 
 # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Statistics in
@@ -77,13 +66,6 @@ def test_the_mcnemar_p_value_holds_for_thousands_of_images():
     assert stats.mcnemar(3_000, 2_700) < 0.001
 
 
-def save_run(folder, metrics, pairs=None):
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    if pairs is not None:
-        np.save(folder / PREDICTIONS, pairs, allow_pickle=False)
-
-
 def predictions(wrong: list[int]) -> np.ndarray:
     labels = np.arange(10_000, dtype=np.uint8) % 10
     guesses = labels.copy()
@@ -92,7 +74,7 @@ def predictions(wrong: list[int]) -> np.ndarray:
 
 
 def test_one_seed_gets_the_gate_table_with_its_interval(tmp_path):
-    save_run(tmp_path / "gate-8k-seed0", fake_metrics(0.9947))
+    save(tmp_path / "gate-8k-seed0", record(0.9947))
     passed, text = verdict.summary(tmp_path)
     assert passed
     assert (
@@ -103,7 +85,7 @@ def test_one_seed_gets_the_gate_table_with_its_interval(tmp_path):
 
 def test_three_seeds_are_judged_on_their_mean(tmp_path):
     for seed, acc in enumerate((0.9950, 0.9938, 0.9945)):
-        save_run(tmp_path / f"gate-8k-seed{seed}", fake_metrics(acc, seed=seed))
+        save(tmp_path / f"gate-8k-seed{seed}", record(acc, seed=seed))
     passed, text = verdict.summary(tmp_path)
     assert passed, text  # one run is under 99.40%, the mean of 99.443% is not
     assert "Net (profile 8k), 3 seeds: pass" in text
@@ -120,7 +102,7 @@ def test_three_seeds_are_judged_on_their_mean(tmp_path):
 
 def test_three_seeds_with_a_mean_under_the_bar_fail(tmp_path, capsys):
     for seed, acc in enumerate((0.9941, 0.9935, 0.9938)):
-        save_run(tmp_path / f"gate-8k-seed{seed}", fake_metrics(acc, seed=seed))
+        save(tmp_path / f"gate-8k-seed{seed}", record(acc, seed=seed))
     with pytest.raises(SystemExit) as exit:
         verdict.main([str(tmp_path)])
     assert exit.value.code == 1
@@ -129,51 +111,50 @@ def test_three_seeds_with_a_mean_under_the_bar_fail(tmp_path, capsys):
 
 def test_the_change_against_main_is_paired_on_the_same_images(tmp_path):
     new = tmp_path / "this" / "gate-gpu-2-1-seed0" / "gate-8k-seed0"
-    save_run(new, fake_metrics(0.9950), predictions(list(range(50))))
+    save(new, record(0.9950), predictions(list(range(50))))
     main = tmp_path / "main" / "gate-gpu-1-1-seed0" / "gate-8k-seed0"
-    save_run(main, fake_metrics(0.9942), predictions(list(range(40)) + list(range(100, 118))))
+    save(main, record(0.9942), predictions(list(range(40)) + list(range(100, 118))))
     _, text = verdict.summary(tmp_path / "this", tmp_path / "main")
     # Fixed: the 18 images 100-117; broken: the 10 images 40-49.
-    assert "| Net seed 0 | 99.42% | 99.50% | 18 | 10 | 0.185 | no evidence of a change |" in text
+    assert "| 8k seed 0 | 99.42% | 99.50% | 18 | 10 | 0.185 | no evidence of a change |" in text
 
 
 def test_a_change_that_alters_no_computation_fixes_and_breaks_nothing(tmp_path):
     same = predictions([1, 2, 3])
-    save_run(tmp_path / "new" / "gate-8k-seed0", fake_metrics(0.9997), same)
-    save_run(tmp_path / "main" / "gate-8k-seed0", fake_metrics(0.9997), same)
+    save(tmp_path / "new" / "gate-8k-seed0", record(0.9997), same)
+    save(tmp_path / "main" / "gate-8k-seed0", record(0.9997), same)
     _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
     assert "| 0 | 0 | 1 | no evidence of a change |" in text
 
 
 def test_a_significant_change_says_so(tmp_path):
-    save_run(tmp_path / "new" / "gate-8k-seed0", fake_metrics(0.9990), predictions(list(range(10))))
-    save_run(
-        tmp_path / "main" / "gate-8k-seed0", fake_metrics(0.9960), predictions(list(range(40)))
-    )
+    save(tmp_path / "new" / "gate-8k-seed0", record(0.9990), predictions(list(range(10))))
+    save(tmp_path / "main" / "gate-8k-seed0", record(0.9960), predictions(list(range(40))))
     _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
     assert "| 30 | 0 |" in text and "significantly better" in text
     assert "significantly worse" in verdict.plain(0, 30, stats.mcnemar(0, 30))
 
 
 def test_a_missing_or_old_main_result_is_one_sentence(tmp_path):
-    save_run(tmp_path / "new" / "gate-8k-seed0", fake_metrics(0.9950), predictions([1]))
+    save(tmp_path / "new" / "gate-8k-seed0", record(0.9950), predictions([1]))
     _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
     assert "No gate result from main to compare with. Main has no successful gate run" in text
     _, text = verdict.summary(tmp_path / "new", tmp_path / "main", "Its artifact expired.")
     assert "No gate result from main to compare with. Its artifact expired." in text
-    save_run(tmp_path / "main" / "gate-8k", fake_metrics(0.9940))  # before predictions were kept
+    save(tmp_path / "main" / "gate-8k", record(0.9940))  # a record without predictions
     _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
     assert (
-        "No paired comparison for Net seed 0: main's gate result has no test predictions for it"
+        "No paired comparison for 8k seed 0: main's gate result has no test predictions for it"
         in text
     )
 
 
 def test_the_history_says_what_each_epoch_trained_on():
-    metrics = fake_metrics(0.9945)
-    for row, size in zip(metrics["history"], (20, 28, 28), strict=True):
-        row["size"] = size
-    summary = verdict.run_summary(metrics)
+    run = record(0.9945)
+    history = tuple(
+        replace(h, size=size) for h, size in zip(run.history, (20, 28, 28), strict=True)
+    )
+    summary = verdict.run_summary(replace(run, history=history))
     for epoch, images in ((1, "20x20 augmented"), (2, "28x28 augmented"), (3, "28x28 clean")):
         assert f"| {epoch} | {images} |" in summary
 
@@ -183,3 +164,59 @@ def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):
         verdict.main([str(tmp_path)])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and err.count("\n") == 1 and "no gate-*/metrics.json under" in err
+
+
+def test_the_verdict_names_every_broken_budget_and_passes_none():
+    runs = [record(seed=0, parameters=8_000), record(seed=1, epochs=16), record(seed=2)]
+    judged = verdict.judge(PROFILE, runs)
+    assert not judged.passed and judged.accuracy_failure is None
+    assert judged.run_failures == (
+        "seed 0: 8,000 trainable parameters; profile 8k allows fewer than 8,000, so 1 too many",
+        "seed 1: trained 16 epochs; profile 8k allows at most 15, 1 too many",
+    )
+    assert verdict.judge(PROFILE, [record(seed=0), record(seed=2)]).passed
+
+
+def test_the_verdict_on_one_seed_is_that_seeds_accuracy():
+    assert verdict.judge(PROFILE, [record(0.9940)]).passed  # at the threshold
+    judged = verdict.judge(PROFILE, [record(0.9939)])
+    assert judged.failures == [
+        "final-epoch test accuracy 99.39% is below the 99.40% threshold of profile 8k by "
+        "0.01 points"
+    ]
+
+
+def test_the_verdict_on_several_seeds_is_their_mean():
+    runs = [record(acc, seed=s) for s, acc in enumerate((0.9950, 0.9938, 0.9945))]
+    assert verdict.judge(PROFILE, runs).passed  # one run under 99.40%, the mean not
+    runs = [record(acc, seed=s) for s, acc in enumerate((0.9941, 0.9935, 0.9938))]
+    (why,) = verdict.judge(PROFILE, runs).failures
+    assert why.startswith("mean of 3 seeds: final-epoch test accuracy 99.38% is below")
+
+
+def slow_tier(monkeypatch, tmp_path, runs, defer: bool):
+    """The slow tier's test, run on records made here instead of trained."""
+    from . import test_gate_slow
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    monkeypatch.setattr(gate, "train_profile", lambda profile, seeds: runs)
+    options = {"--seeds": None, "--defer-verdict": defer}
+    request = SimpleNamespace(config=SimpleNamespace(getoption=options.get))
+    test_gate_slow.test_the_profile_meets_its_budget(PROFILE, request)
+
+
+def test_the_slow_tier_fails_with_the_verdicts_own_words(monkeypatch, tmp_path):
+    with pytest.raises(pytest.fail.Exception) as failed:
+        slow_tier(monkeypatch, tmp_path, [record(0.9931)], defer=False)
+    assert str(failed.value) == (
+        "final-epoch test accuracy 99.31% is below the 99.40% threshold of profile 8k by "
+        "0.09 points"
+    )
+    assert "**FAIL**" in (tmp_path / "gate-8k.md").read_text()
+    slow_tier(monkeypatch, tmp_path, [record(0.9940)], defer=False)
+
+
+def test_a_deferred_seed_is_held_to_its_own_budget_only(monkeypatch, tmp_path):
+    slow_tier(monkeypatch, tmp_path, [record(0.9931)], defer=True)  # the verdict job judges it
+    with pytest.raises(pytest.fail.Exception, match="seed 0: trained 16 epochs"):
+        slow_tier(monkeypatch, tmp_path, [record(0.9950, epochs=16)], defer=True)

@@ -1,0 +1,202 @@
+"""The README's generated sections (the budgets, the rules, the networks, the results) and
+ARCHITECTURE.md, each from the one place that defines it.
+
+    python -m mnist_gate.readme                    # everything but the results
+    python -m mnist_gate.readme runs/heldout/*     # and the results table, from those runs
+
+A fast test fails when a section drifts from pyproject.toml, mnist_gate.checks or model.py.
+"""
+
+import argparse
+import dataclasses
+import re
+import statistics
+
+import train
+
+from . import budgets, checks, networks, paths, stats
+from .record import Record
+from .report import layer_table
+from .tracer import probe
+from .verdict import ReportError, load_runs, table
+
+
+def budgets_table() -> str:
+    rows = [
+        (f"`{p.name}`", f"`model.{p.model}`", f"< {p.max_params:,}", f"<= {p.max_epochs}",
+         f">= {p.min_accuracy:.2%}",
+         ", ".join(f"`{k} = {v}`" for k, v in p.train.items()) or "train.py's defaults")
+        for p in budgets.load_profiles().values()
+    ]  # fmt: skip
+    header = ("profile", "model", "trainable parameters", "epochs", "final-epoch test accuracy",
+              "trains with")  # fmt: skip
+    return table(header, rows)
+
+
+def rules_list() -> str:
+    return "\n".join(f"- {rule.summary}" for rule in checks.RULES)
+
+
+def results_table(runs: list[Record]) -> str:
+    """Final-epoch accuracy over seeds, one row per profile and device: min / mean / max, the
+    standard deviation, the chance that one run ends under the profile's threshold (a normal fit
+    to these runs), and the wall time."""
+    profiles = budgets.load_profiles()
+    rows = []
+    for group in row_groups(runs):
+        first = group[0]
+        threshold = profiles[first.profile].min_accuracy
+        spread = stats.spread([r.final_test_acc for r in group], threshold)
+        below = (
+            ""
+            if spread.below is None
+            else (f"{spread.below:.2%}" if spread.below >= 1e-4 else "< 0.01%")
+        )
+        walls = [r.wall_seconds for r in group]
+        rows.append((
+            first.model, f"{first.parameters:,}", probe(networks.build(first.model)).rf,
+            first.epochs, seed_list([r.seed for r in group]),
+            f"{100 * spread.low:.2f} / {100 * spread.mean:.2f} / {100 * spread.high:.2f}",
+            "" if spread.sd is None else f"{100 * spread.sd:.3f}",
+            f"{below} (< {threshold:.2%})",
+            f"{min(walls):.0f} / {statistics.median(walls):.0f} / {max(walls):.0f}",
+            device_label(first),
+        ))  # fmt: skip
+    header = ("model", "params", "RF", "epochs", "seeds", "final test acc % (min / mean / max)",
+              "sd", "P(one run under)", "wall s (min / median / max)", "device")  # fmt: skip
+    return table(header, rows)
+
+
+def row_groups(runs: list[Record]) -> list[list[Record]]:
+    """The runs of each table row: one profile on one device, the profiles in pyproject.toml's
+    order, the devices in the order their runs were given."""
+    order = list(budgets.load_profiles())
+    keys = dict.fromkeys(
+        (r.profile, r.device) for r in sorted(runs, key=lambda r: order.index(r.profile))
+    )
+    return [[r for r in runs if (r.profile, r.device) == key] for key in keys]
+
+
+def device_label(run: Record) -> str:
+    """A CPU's name with the threads it trained on; a GPU's name alone."""
+    if run.device_type == "cpu":
+        return f"{run.device} ({run.threads} threads)"
+    return run.device
+
+
+def seed_list(seeds: list[int]) -> str:
+    """0, 1, 2, 3 as "0-3"; anything else as it is."""
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def gated_networks() -> list[tuple]:
+    """(profile, network, trainable parameters, receptive field at the classifier)."""
+    found = []
+    for profile in budgets.load_profiles().values():
+        net = checks.build(profile)
+        found.append((profile, net, networks.count_parameters(net), probe(net).rf))
+    return found
+
+
+def networks_table() -> str:
+    rows = [
+        (f"`{p.name}`", f"`model.{p.model}`", f"{count:,}", f"{rf}x{rf}" if rf else "not seen")
+        for p, net, count, rf in gated_networks()
+    ]
+    return table(("profile", "network", "trainable parameters", "receptive field"), rows)
+
+
+def architecture() -> str:
+    return "\n\n".join(
+        f"## {p.model} (profile `{p.name}`)\n\n{count:,} parameters, receptive field "
+        f"{rf}x{rf} at the classifier.\n\n{layer_table(net)}"
+        for p, net, count, rf in gated_networks()
+    )
+
+
+def check_seed_runs(runs: list[Record]) -> None:
+    """Runs that may share the results table: each trained as a profile, every run of a row
+    with the same recipe, and no seed twice in a row."""
+    profiles = budgets.load_profiles()
+    strays = sorted({r.name for r in runs if r.profile not in profiles})
+    if strays:
+        raise ReportError(
+            f"{', '.join(strays)}: not trained as a profile in pyproject.toml "
+            "(train.py --profile NAME)"
+        )
+    for group in row_groups(runs):
+        name = group[0].profile
+        recipes = {repr(sorted(recipe(r).items())): r for r in group}
+        if len(recipes) > 1:
+            a, b = list(recipes.values())[:2]
+            differ = sorted(
+                k for k in recipe(a) | recipe(b) if recipe(a).get(k) != recipe(b).get(k)
+            )
+            raise ReportError(
+                f"the {name} runs were not trained alike: seeds {a.seed} and {b.seed} "
+                f"differ in {', '.join(differ)}"
+            )
+        seeds = [r.seed for r in group]
+        if len(set(seeds)) < len(seeds):
+            raise ReportError(
+                f"the {name} runs on {group[0].device} repeat a seed: {sorted(seeds)}"
+            )
+
+
+def recipe(run: Record) -> dict:
+    """The settings that decided a run's result (train.py's recipe settings)."""
+    names = [f.name for f in dataclasses.fields(train.Config) if f.metadata["recipe"]]
+    return {name: run.config.get(name) for name in names}
+
+
+SECTIONS = {  # section -> (file, what it holds)
+    "budgets": (paths.README, budgets_table),
+    "rules": (paths.README, rules_list),
+    "networks": (paths.README, networks_table),
+    "architecture": (paths.ARCHITECTURE, architecture),
+}
+
+
+def section(text: str, name: str) -> re.Match | None:
+    """A generated section: the text between <!-- generated:NAME --> and its closing marker."""
+    return re.search(
+        rf"(<!-- generated:{name} -->\n)(.*?)(<!-- /generated:{name} -->)", text, flags=re.DOTALL
+    )
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    found = section(text, name)
+    if not found:
+        raise ReportError(f"no generated:{name} section to replace")
+    return text[: found.end(1)] + body.strip() + "\n" + text[found.start(3) :]
+
+
+def write_readme(seed_runs) -> None:
+    runs = load_runs(seed_runs)
+    check_seed_runs(runs)
+    texts = {path: path.read_text() for path, _ in SECTIONS.values()}
+    for name, (path, make) in SECTIONS.items():
+        texts[path] = replace_section(texts[path], name, make())
+    if runs:
+        texts[paths.README] = replace_section(texts[paths.README], "results", results_table(runs))
+    for path, text in texts.items():
+        paths.write_text(path, text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_gate.readme", description="Rewrite README.md's generated sections."
+    )
+    parser.add_argument("seed_runs", nargs="*", help="run folders for the results table")
+    args = parser.parse_args(argv)
+    try:
+        write_readme(args.seed_runs)
+    except ReportError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+
+
+if __name__ == "__main__":
+    main()

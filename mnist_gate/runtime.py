@@ -1,0 +1,104 @@
+"""What a training run needs around its loop: the device, threads and seed it starts with, where
+and with what it ran, and saving it whole (checkpoint, test predictions, then its record)."""
+
+import dataclasses
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import networks, paths
+from .paths import PREDICTIONS
+from .record import Epoch, Record
+from .settings import ConfigError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but PyTorch sees no CUDA device")
+    return torch.device(name)
+
+
+def start(device: str, threads: int, seed: int) -> torch.device:
+    """Device, threads and seed, before anything random happens."""
+    picked = pick_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    if picked.type == "cuda":
+        # fp32 training; TF32 matrix products are allowed (bf16 is unmeasured on a net this small).
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(seed)
+    return picked
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=10
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def jsonable(cfg) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def save_run(
+    cfg,
+    net: nn.Module,
+    device: torch.device,
+    history: list[dict],
+    notes: list[str],
+    predictions: torch.Tensor,
+    seconds: float,
+) -> Record:
+    """The checkpoint, the test predictions (row 0 the true digit of each test image, row 1 the
+    network's), then the record, each renamed into place whole; then the run is complete."""
+    record = Record(
+        model=cfg.model,
+        profile=cfg.profile,
+        seed=cfg.seed,
+        parameters=networks.count_parameters(net),
+        epochs=cfg.epochs,
+        test_images=predictions.shape[1],
+        test_correct=int((predictions[0] == predictions[1]).sum()),
+        wall_seconds=seconds,
+        device=device_name(device),
+        device_type=device.type,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        git_commit=git_commit(),
+        config=jsonable(cfg),
+        history=tuple(Epoch(**row) for row in history),
+        notes=tuple(notes),
+        folder=cfg.out,
+    )
+    with paths.atomic(cfg.out / "model.pt") as tmp:
+        torch.save({"model": net.state_dict(), "config": record.config}, tmp)
+    with paths.atomic(cfg.out / PREDICTIONS) as tmp:
+        np.save(tmp, predictions.to(torch.uint8).cpu().numpy(), allow_pickle=False)
+    record.save(cfg.out)
+    paths.finish(cfg.out)
+    return record
