@@ -18,7 +18,7 @@ from torch.nn.parameter import is_lazy
 from . import networks
 from .budgets import GateError, Profile, check_parameter_count
 from .data import SIZE
-from .tracer import Probe, probe
+from .tracer import Probe, Untraceable, probe
 
 
 def build(profile: Profile) -> nn.Module:
@@ -74,6 +74,12 @@ def check_batchnorm(net: nn.Module, p: Probe) -> None:
         raise GateError(f"BatchNorm defined but never run in forward: {', '.join(unused)}")
     if not any(p.batch_norms.values()):
         raise GateError("no BatchNorm runs in forward; the budget requires BatchNorm")
+    if p.eval_batch_statistics:
+        raise GateError(
+            f"BatchNorm uses batch statistics in inference (eval mode): "
+            f"{', '.join(p.eval_batch_statistics)}; inference must normalise with running "
+            "statistics (track_running_stats=True)"
+        )
     missing = [
         f"{mode} mode at batch {batch}"
         for (mode, batch), calls in p.batch_norms.items()
@@ -96,16 +102,33 @@ def check_dropout(net: nn.Module, p: Probe) -> None:
             f"Dropout drops activations in inference (eval mode): {', '.join(p.eval_dropouts)}; "
             "it must act in training steps only"
         )
-    if not p.train_dropouts:
+    if not p.train_dropouts and not p.train_drops:
         found = f" (it ran with p={p.idle_dropouts} or training off)" if p.idle_dropouts else ""
         raise GateError(
             f"no Dropout with p > 0 drops anything in a training step (train mode, autograd "
-            f"on){found}; the budget requires Dropout"
+            f"on){found}; the budget requires Dropout: activations zeroed at random in training, "
+            "the others kept"
+        )
+
+
+def check_deterministic_inference(p: Probe) -> None:
+    if p.head.output:
+        raise GateError(
+            f"inference cannot be judged: forward returns {p.head.output} (see the output rule)"
+        )
+    if p.head.random:
+        dropout = " (see the dropout rule)" if p.eval_dropouts else ""
+        raise GateError(
+            f"inference is random: two passes in eval mode on the same images differ by up to "
+            f"{p.head.random:.3g}; nothing random may act in inference{dropout}"
         )
 
 
 def check_global_average_pool(p: Probe) -> None:
     head = p.head
+    for rule, why in (("output", head.output), ("deterministic inference", head.random)):
+        if why:
+            raise GateError(f"global average pooling cannot be judged (see the {rule} rule)")
     if head.where is None:
         raise GateError(
             "no feature map with height and width reaches the output, so no global average "
@@ -147,6 +170,11 @@ def check_output(net: nn.Module) -> None:
         for n in (1, 64) if mode == "eval" else (2, 64):
             with torch.no_grad():
                 out = net(torch.randn(n, 1, SIZE, SIZE, device=device))
+            if not isinstance(out, torch.Tensor):
+                raise GateError(
+                    f"forward returns a {type(out).__name__}, not a tensor of (N, 10) logits; "
+                    "the trainer's cross-entropy takes the logits alone"
+                )
             if tuple(out.shape) != (n, 10):
                 raise GateError(
                     f"{mode} mode, batch {n}: output shape {tuple(out.shape)}, not ({n}, 10)"
@@ -170,8 +198,22 @@ class Subject:
     profile: Profile
 
     @cached_property
+    def _probed(self) -> Probe | GateError:
+        try:
+            return probe(self.net)
+        except Untraceable as err:
+            return GateError(str(err))
+        except Exception as err:  # the network's own code failed in a pass of the probe
+            first = str(err).splitlines()[0] if str(err) else ""
+            return GateError(f"the gate cannot run this network: {type(err).__name__}: {first}")
+
+    @property
     def probe(self) -> Probe:
-        return probe(self.net)
+        """What the network computes; a probe that cannot run is one GateError for every rule
+        that needs it."""
+        if isinstance(self._probed, GateError):
+            raise self._probed
+        return self._probed
 
 
 @dataclass(frozen=True)
@@ -207,16 +249,24 @@ RULES = [
     Rule(
         "batchnorm",
         "**BatchNorm.** A BatchNorm call must run with batch statistics in the training step "
-        "and run in inference, at every batch size tried; a BatchNorm module that never runs is "
-        "named.",
+        "and with running statistics in inference, at every batch size tried; a BatchNorm "
+        "module that never runs is named.",
         lambda s: check_batchnorm(s.net, s.probe),
     ),
     Rule(
         "dropout",
-        "**Dropout.** A dropout call with p > 0 must drop in the training step, and none may "
-        "drop in inference; a Dropout module that never runs is named. A dropout call is one of "
-        "torch's dropout functions (`nn.Dropout*`, `F.dropout*`, alpha dropout).",
+        "**Dropout.** Something must drop activations in the training step and nothing in "
+        "inference, recognised by what it computes: in two passes on the same images, an "
+        "operation whose outputs differ only where one of them is zero (torch's dropout "
+        "functions, or a hand-written mask; added or multiplied noise is not dropout). A "
+        "Dropout module that never runs is named.",
         lambda s: check_dropout(s.net, s.probe),
+    ),
+    Rule(
+        "deterministic inference",
+        "**Deterministic inference.** Eight passes in eval mode on the same images give the "
+        "same output: nothing random acts in inference (the pooling rule below relies on it).",
+        lambda s: check_deterministic_inference(s.probe),
     ),
     Rule(
         "global average pooling",

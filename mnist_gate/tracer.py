@@ -3,19 +3,27 @@
 `probe(net)` runs a copy of the network several ways and records what each run did:
 
 - a training step (train mode, autograd on) and inference (eval mode, no autograd), at several
-  batch sizes: which BatchNorm and dropout calls ran, and in which mode;
+  batch sizes: which BatchNorm and dropout calls ran, and in which mode; and each mode twice on the
+  same images, to find what drops activations at random by what it computes;
 - the tensors that convolution, linear and normalisation calls used as weights, and whether each
   is a trainable parameter;
-- the head: the last feature map that still has height and width is perturbed by a pattern whose
+- the head: inference repeated on the same images must not change (nothing random acts there);
+  then the last feature map that still has height and width is perturbed by a pattern whose
   spatial average is zero, and the output must not move (the classifier reads only the map's
-  global average), while a uniform shift must move it (it reads the map at all);
+  global average), while a shift uniform over height and width must move it (it reads the map);
 - the receptive field: with every weight positive and max pools averaged, so that no ReLU or pool
   hides a path, the gradient of one pixel of each map with respect to a large input marks the
-  input pixels it sees, whatever the topology (branches, strides, upsampling).
+  input pixels it sees, whatever the topology (branches, strides, upsampling), at two input
+  levels so that no shift before a ReLU hides it.
+
+Measured in float64, or float32 where the network insists on it. Parametrised layers (weight_norm,
+spectral_norm) count as the layer they parametrise; a TorchScript module cannot be traced, and
+says so (Untraceable).
 """
 
 import copy
 from dataclasses import dataclass, field
+from itertools import zip_longest
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +33,10 @@ from torch.overrides import TorchFunctionMode
 from .data import SIZE
 
 RF_SIDE = 128  # input side for measuring receptive fields: wider than any they are compared with
+# Input levels the receptive field is measured at: a network that shifts its input before a ReLU
+# may have every unit dead at one level and alive at another. The field is the widest seen.
+RF_LEVELS = (1.0, 100.0)
+REPEATS = 7  # inference passes compared with the first, to tell randomness at inference
 DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
             "feature_alpha_dropout"}  # fmt: skip
 MAX_POOLS = {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices"}
@@ -57,6 +69,8 @@ class Head:
     shape: tuple[int, ...] | None = None
     averaged: bool = False  # a zero-mean spatial pattern leaves the output unchanged
     reads_map: bool = False  # a uniform shift of the map changes the output
+    output: str | None = None  # what the output is, when it is not a tensor
+    random: float = 0.0  # the largest change between inference passes on the same images
 
 
 @dataclass
@@ -65,7 +79,11 @@ class Probe:
     ran: set[str] = field(default_factory=set)  # modules whose forward ran, in any pass
     # (mode, batch) -> batch_norm calls; in train mode only those using batch statistics count
     batch_norms: dict[tuple[str, int], int] = field(default_factory=dict)
+    eval_batch_statistics: list[str] = field(default_factory=list)  # BatchNorm without running
+    # statistics in inference, where
     train_dropouts: list[float] = field(default_factory=list)  # p of dropouts active in training
+    # Ops that dropped activations in a training step, by what they computed (hand-written masks)
+    train_drops: list[str] = field(default_factory=list)
     idle_dropouts: list[float] = field(default_factory=list)  # p of dropout calls that did nothing
     eval_dropouts: list[str] = field(default_factory=list)  # dropouts active in inference, where
     hidden_weights: list[str] = field(default_factory=list)  # weights that do not train
@@ -99,6 +117,10 @@ class _Stop(Exception):
     """Raised inside a pass once it has what it came for."""
 
 
+class Untraceable(Exception):
+    """A network the tracer cannot run or follow; the message is one line that says why."""
+
+
 class _Recorder(TorchFunctionMode):
     """Records the torch functions one forward pass calls, and the module each was called from.
 
@@ -108,7 +130,18 @@ class _Recorder(TorchFunctionMode):
     def __init__(self, net: nn.Module, edit=None, averaged_pools: bool = False):
         super().__init__()
         self.names = {module: name or "forward" for name, module in net.named_modules()}
-        self.leaves = {name for module, name in self.names.items() if not list(module.children())}
+        scripted = [n for m, n in self.names.items() if isinstance(m, torch.jit.ScriptModule)]
+        if scripted:
+            raise Untraceable(
+                f"{scripted[0]} is a TorchScript module, which the gate cannot trace; build the "
+                "network in Python and script it after training"
+            )
+        # A parametrisation's module computes a weight, not a layer's output: no row of its own.
+        self.leaves = {
+            name
+            for module, name in self.names.items()
+            if not list(module.children()) and ".parametrizations." not in name
+        }
         self.stack: list[str] = []
         self.ran: set[str] = set()
         self.calls: list[tuple[str, str, tuple, dict]] = []  # op, where, args, kwargs
@@ -176,8 +209,11 @@ class _Recorder(TorchFunctionMode):
         return None
 
     def check_followed(self, op, where, args, out):
-        """An op that cuts the gradient from a float input to a float output hides its field."""
-        if not self.averaged_pools or out.requires_grad or not out.is_floating_point():
+        """An op that cuts the gradient from a float input to a float or boolean output (a
+        comparison, a detach) hides the field of what follows it."""
+        if not self.averaged_pools or out.requires_grad:
+            return
+        if not (out.is_floating_point() or out.dtype == torch.bool):
             return
         if op.endswith("_like") or op.startswith("new_"):  # takes only the input's shape
             return
@@ -223,8 +259,14 @@ def _last_spatial_map(outputs) -> int | None:
 def _field(out: torch.Tensor, x: torch.Tensor) -> int | None:
     """Receptive field of the centre pixel of a map: the side of the input square it sees (the
     smaller side, where the field is not square)."""
+    if not out.requires_grad:  # the gradient was cut on the way (check_followed names where)
+        return None
     h, w = out.shape[-2:]
-    (grad,) = torch.autograd.grad(out[0, :, h // 2, w // 2].sum(), x, retain_graph=True)
+    (grad,) = torch.autograd.grad(
+        out[0, :, h // 2, w // 2].sum(), x, retain_graph=True, allow_unused=True
+    )
+    if grad is None:
+        return None
     seen = grad[0].abs().sum(0) > 0
     if not seen.any():
         return None
@@ -250,6 +292,25 @@ def _dropouts(rec: _Recorder) -> tuple[list[tuple[str, float]], list[float]]:
     return active, [p for _, p in idle]
 
 
+def _drops(first: _Recorder, second: _Recorder) -> list[str]:
+    """Ops that drop activations, by what they compute: two passes on the same input, and an
+    op whose outputs differ only where one of them is zero (survivors equal, scaled or not).
+    Other noise (added, multiplied, a random path) changes values that survive, and is not
+    dropout. The first of a chain names it; what follows (a ReLU, a scale) keeps the pattern."""
+    found = []
+    for (op, where, a), (op2, where2, b) in zip(first.outputs, second.outputs, strict=False):
+        if (op, where) != (op2, where2) or a.shape != b.shape:
+            break  # the passes took different paths from here on
+        if not a.is_floating_point():
+            continue
+        differ = a != b
+        if differ.any() and ((a == 0) | (b == 0))[differ].all():
+            alive = (a != 0) | (b != 0)
+            share = (a[alive] == 0).float().mean().item()
+            found.append(f"{op} in {where} (zeroes about {share:.0%} at random)")
+    return found[:1]
+
+
 def _hidden_weights(net: nn.Module, rec: _Recorder) -> list[str]:
     """Weights of convolutions, linear and normalisation layers that no optimizer would train."""
     buffers = {id(b): name for name, b in net.named_buffers()}
@@ -265,16 +326,33 @@ def _hidden_weights(net: nn.Module, rec: _Recorder) -> list[str]:
     return list(dict.fromkeys(hidden))
 
 
-def _head(net: nn.Module) -> tuple[Head, int | None]:
+def _precision(net: nn.Module) -> torch.dtype:
+    """float64 for the measurements below, unless the network insists on float32 (a .float() in
+    its forward, say): then float32, with a tolerance to match."""
+    copied = copy.deepcopy(net).double().eval()
+    try:
+        with torch.no_grad():
+            copied(torch.zeros(2, 1, SIZE, SIZE, dtype=torch.float64))
+    except Exception:  # whatever it raises, it does not run in float64
+        return torch.float32
+    return torch.float64
+
+
+def _head(net: nn.Module, dtype: torch.dtype) -> tuple[Head, int | None]:
     """Perturb the last spatial map: by a pattern that averages to zero, then by a constant.
     Returns the verdict and the index of that map among the pass's outputs."""
-    net = copy.deepcopy(net).double().eval()
-    x = torch.randn(2, 1, SIZE, SIZE, dtype=torch.float64, generator=_seeded(0))
+    tolerance = 1e-9 if dtype == torch.float64 else 1e-5
+    net = copy.deepcopy(net).to(dtype).eval()
+    x = torch.randn(2, 1, SIZE, SIZE, dtype=dtype, generator=_seeded(0))
     with torch.no_grad():
         rec, base = _run(net, x)
         k = _last_spatial_map(rec.outputs)
-        if k is None or not isinstance(base, torch.Tensor):
-            return Head(), k
+        if not isinstance(base, torch.Tensor):
+            return Head(output=f"a {type(base).__name__}"), k
+        # Random skips may agree by chance on one repeat, hardly on seven.
+        random = max(_difference(base, _run(net, x)[1]) for _ in range(REPEATS))
+        if k is None or random:
+            return Head(random=random), k
         op, where, out = rec.outputs[k]
         head = Head(where=f"{op} in {where}", shape=tuple(out.shape[1:]))
         pattern = torch.randn(out.shape, dtype=out.dtype, generator=_seeded(1))
@@ -284,20 +362,30 @@ def _head(net: nn.Module) -> tuple[Head, int | None]:
             _, y = _run(net, x, edit=lambda i, t: t + shift if i == k else t)
             return (y - base).abs().max().item() / (1 + base.abs().max().item())
 
-        head.averaged = moved(pattern) < 1e-9
-        head.reads_map = moved(torch.ones_like(out) * (out.std() + 1)) > 1e-9
+        head.averaged = moved(pattern) < tolerance
+        # Uniform over height and width, different for each channel: the same shift for all
+        # would vanish in a softmax over classes that are the map's channels.
+        shift = torch.randn(1, out.shape[1], 1, 1, dtype=out.dtype, generator=_seeded(2))
+        head.reads_map = moved(shift * (out.std() + 1)) > tolerance
     return head, k
+
+
+def _difference(a: torch.Tensor, b) -> float:
+    """The largest change between two outputs of one network (inf when they differ in kind)."""
+    if not isinstance(b, torch.Tensor) or a.shape != b.shape:
+        return float("inf")
+    return (a - b).abs().max().item()
 
 
 def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _receptive_fields(net: nn.Module, k: int | None):
+def _receptive_fields(net: nn.Module, k: int | None, dtype: torch.dtype):
     """Receptive field of each layer-table row of an eval pass, and of output k (the map the
     head averages); whether they were measured on the 28x28 image only; the ops they could not
     follow."""
-    net = copy.deepcopy(net).double().eval()
+    net = copy.deepcopy(net).to(dtype).eval()
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
@@ -308,22 +396,36 @@ def _receptive_fields(net: nn.Module, k: int | None):
     # Full pass on a large input; else up to the averaged map only (the head may want 28x28);
     # else on the image itself, where a field wider than the image is cut to it.
     for side, stop in ((RF_SIDE, None), (RF_SIDE, k), (SIZE, None)):
-        # Batch 2, as in the head's pass, so that the forward takes the same path.
-        x = torch.ones(2, 1, side, side, dtype=torch.float64, requires_grad=True)
         try:
-            rec, _ = _run(net, x, stop_after=stop, averaged_pools=True)
+            measured = [_fields_at(net, k, side, stop, level, dtype) for level in RF_LEVELS]
         except Exception:  # a layer made for one input size only: try the next way
             continue
-        rows = [_field(out, x) if out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1 else None
-                for _, out, _ in rec.rows]  # fmt: skip
-        unfollowed = list(dict.fromkeys(rec.unfollowed))
-        averaged = None if k is None else rec.outputs[k if stop is None else -1][2]
-        if averaged is not None and averaged.dim() != 4:
-            averaged = None
-            unfollowed.append(f"a forward pass on {side}x{side} images, which takes another path")
-        rf = None if averaged is None else _field(averaged, x)
+        # Rows differ in number only where the forward takes another path at another level.
+        rows = [_widest(fields) for fields in zip_longest(*(m[0] for m in measured))]
+        rf = _widest(m[1] for m in measured)
+        unfollowed = list(dict.fromkeys(u for m in measured for u in m[2]))
         return rows, rf, side == SIZE, unfollowed
     return [], None, True, ["every forward pass of a copy with positive weights"]
+
+
+def _fields_at(net, k: int | None, side: int, stop: int | None, level: float, dtype):
+    """The fields of each row and of output k, on a side x side input of one level."""
+    # Batch 2, as in the head's pass, so that the forward takes the same path.
+    x = torch.full((2, 1, side, side), level, dtype=dtype, requires_grad=True)
+    rec, _ = _run(net, x, stop_after=stop, averaged_pools=True)
+    rows = [_field(out, x) if out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1 else None
+            for _, out, _ in rec.rows]  # fmt: skip
+    unfollowed = list(rec.unfollowed)
+    averaged = None if k is None else rec.outputs[k if stop is None else -1][2]
+    if averaged is not None and averaged.dim() != 4:
+        averaged = None
+        unfollowed.append(f"a forward pass on {side}x{side} images, which takes another path")
+    return rows, None if averaged is None else _field(averaged, x), unfollowed
+
+
+def _widest(fields) -> int | None:
+    found = [f for f in fields if f is not None]
+    return max(found) if found else None
 
 
 def probe(net: nn.Module) -> Probe:
@@ -338,19 +440,28 @@ def probe(net: nn.Module) -> Probe:
             rec, _ = _run(net, x)
         result.ran |= rec.ran
         result.batch_norms[mode, batch] = _batch_norm_calls(rec, mode)
+        if mode == "eval":
+            result.eval_batch_statistics += [
+                where for op, where, args, kwargs in rec.calls
+                if op == "batch_norm" and _arg(args, kwargs, 5, "training", False)
+            ]  # fmt: skip
         active, idle = _dropouts(rec)
+        drops = _drops(rec, _run(net, x)[0]) if batch > 2 else []
         if mode == "train":
             result.train_dropouts += [p for _, p in active]
+            result.train_drops += drops
             result.idle_dropouts += idle
             result.hidden_weights += _hidden_weights(net, rec)
         else:
-            result.eval_dropouts += [f"{where} (p={p})" for where, p in active]
+            result.eval_dropouts += [f"{where} (p={p})" for where, p in active] or drops
             table = rec.rows
     result.eval_dropouts = list(dict.fromkeys(result.eval_dropouts))
+    result.eval_batch_statistics = list(dict.fromkeys(result.eval_batch_statistics))
     result.hidden_weights = list(dict.fromkeys(result.hidden_weights))
     result.created = [name for name, _ in net.named_parameters() if name not in before]
-    result.head, k = _head(net)
-    fields, result.rf, result.rf_clipped, result.unfollowed = _receptive_fields(net, k)
+    dtype = _precision(net)
+    result.head, k = _head(net, dtype)
+    fields, result.rf, result.rf_clipped, result.unfollowed = _receptive_fields(net, k, dtype)
     fields += [None] * (len(table) - len(fields))
     last = None
     for (label, out, own), rf in zip(table, fields, strict=False):

@@ -76,7 +76,24 @@ class GradGuardedDropout(Body):
         return self.fc(x)
 
 
-@pytest.mark.parametrize("net", [FlattenMean, MeanMean, SumOverArea, FixedPool, GradGuardedDropout])
+class ConvHead(nn.Module):
+    """A 1x1 convolution to ten channels, averaged, then log-softmax: the classes are the map's
+    channels, and a shift common to all of them vanishes in the softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv(1, 8), nn.MaxPool2d(2), conv(8, 12), nn.Dropout(0.05), nn.MaxPool2d(2),
+            conv(12, 12), nn.Conv2d(12, 10, 1), nn.AvgPool2d(7),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return F.log_softmax(self.features(x).view(-1, 10), dim=-1)
+
+
+@pytest.mark.parametrize(
+    "net", [FlattenMean, MeanMean, SumOverArea, FixedPool, GradGuardedDropout, ConvHead]
+)
 def test_honest_networks_in_other_styles_pass(net):
     checks.check_structure(net(), PROFILE)
 
@@ -295,3 +312,207 @@ def test_the_receptive_field_minimum_is_a_profile_setting():
         rejected(Body(), WITH_RF)
     )
     assert all(p.min_receptive_field is None for p in budgets.load_profiles().values())
+
+
+# Networks in styles the gate must follow without a traceback: each outcome is a rule's verdict.
+
+
+def verdicts(net: nn.Module, profile=PROFILE) -> dict[str, str]:
+    """Every rule on net, one at a time as the fast tier runs them: "pass" or its one-line
+    failure. Anything else raised is a traceback, and fails the test that asked."""
+    subject = checks.Subject(net, profile)
+    found = {}
+    for rule in checks.RULES:
+        if rule.applies(profile):
+            try:
+                rule.check(subject)
+                found[rule.name] = "pass"
+            except budgets.GateError as err:
+                assert "\n" not in str(err), str(err)
+                found[rule.name] = str(err)
+    return found
+
+
+def failing(net: nn.Module, profile=PROFILE) -> dict[str, str]:
+    return {name: why for name, why in verdicts(net, profile).items() if why != "pass"}
+
+
+class WeightNormed(Body):
+    def __init__(self):
+        super().__init__()
+        for block in (self.features[0], self.features[2]):
+            torch.nn.utils.parametrizations.weight_norm(block[0])
+
+
+class SpectralNormed(Body):
+    def __init__(self):
+        super().__init__()
+        torch.nn.utils.parametrizations.spectral_norm(self.fc)
+
+
+class Halved(nn.Module):
+    def forward(self, weight):
+        return weight / 2
+
+
+class CustomParametrization(Body):
+    def __init__(self):
+        super().__init__()
+        torch.nn.utils.parametrize.register_parametrization(self.features[4][0], "weight", Halved())
+
+
+@pytest.mark.parametrize("net", [WeightNormed, SpectralNormed, CustomParametrization])
+def test_parametrised_layers_are_judged_like_any_other(net):
+    assert failing(net()) == {}
+    # Counted as the optimizer sees them: the parametrisation's own tensors.
+    probe_net = net()
+    assert sum(p.numel() for p in probe_net.parameters()) == checks.check_parameters(
+        probe_net, PROFILE
+    )
+
+
+class Scripted(Body):
+    def __init__(self):
+        super().__init__()
+        self.features[0] = torch.jit.script(self.features[0])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated", "ignore:The .grad attribute")
+def test_a_torchscript_submodule_is_one_line_that_names_the_limit():
+    found = verdicts(Scripted())
+    # The rules that need no trace still give their own verdicts.
+    assert found.pop("parameters") == found.pop("output") == "pass"
+    assert found, "a network the gate cannot trace must not pass"
+    for why in found.values():
+        assert "features.0 is a TorchScript module, which the gate cannot trace" in why, why
+
+
+class Thresholded(Body):
+    def forward(self, x):
+        return super().forward((x > 0).float())
+
+
+def test_an_operation_that_cuts_the_gradient_costs_only_the_receptive_field_rule():
+    assert failing(Thresholded()) == {}
+    assert failing(Thresholded(), WITH_RF) == {
+        "receptive field": "cannot follow the receptive field through gt in forward"
+    }
+
+
+class ShiftedReLU(Body):
+    """Every ReLU dead on an input of ones: the field is still the whole of what it sees."""
+
+    def forward(self, x):
+        return super().forward(torch.relu(x - 3))
+
+
+def test_the_receptive_field_does_not_depend_on_where_the_probe_input_sits():
+    assert tracer.probe(ShiftedReLU()).rf == tracer.probe(Body()).rf == 26
+
+
+class NoRunningStatistics(Body):
+    def __init__(self):
+        super().__init__()
+        for block in (self.features[0], self.features[2], self.features[4], self.features[5]):
+            block[1] = nn.BatchNorm2d(block[1].num_features, track_running_stats=False)
+
+
+class RandomSkip(Body):
+    """Skips its last block at random, in training and in inference alike."""
+
+    def forward(self, x):
+        x = self.features[:5](x)
+        if torch.rand(()) < 0.5:
+            x = self.features[5](x)
+        return self.fc(self.dropout(self.head(x)))
+
+
+class TupleOutput(Body):
+    def forward(self, x):
+        features = self.head(self.features(x))
+        return self.fc(self.dropout(features)), features
+
+
+class HandDropout(GradGuardedDropout):
+    """Inverted dropout written by hand: a random mask in training, nothing in inference."""
+
+    def forward(self, x):
+        x = self.head(self.features(x))
+        if self.training:
+            x = x * (torch.rand_like(x) > 0.1) / 0.9
+        return self.fc(x)
+
+
+class BernoulliDropout(GradGuardedDropout):
+    def forward(self, x):
+        x = self.head(self.features(x))
+        if self.training:
+            x = x * torch.bernoulli(torch.full_like(x, 0.8))
+        return self.fc(x)
+
+
+def test_dropout_written_by_hand_is_dropout():
+    assert failing(HandDropout()) == failing(BernoulliDropout()) == {}
+
+
+class GaussianNoise(GradGuardedDropout):
+    def forward(self, x):
+        x = self.head(self.features(x))
+        if self.training:
+            x = x + 0.1 * torch.randn_like(x)
+        return self.fc(x)
+
+
+class MultiplicativeNoise(GradGuardedDropout):
+    def forward(self, x):
+        x = self.head(self.features(x))
+        if self.training:
+            x = x * (1 + 0.5 * torch.randn_like(x))
+        return self.fc(x)
+
+
+class HandDropoutAlways(GradGuardedDropout):
+    def forward(self, x):
+        x = self.head(self.features(x))
+        return self.fc(x * (torch.rand_like(x) > 0.1) / 0.9)
+
+
+@pytest.mark.parametrize(
+    "net, rule, message",
+    [
+        (GaussianNoise, "dropout", "no Dropout with p > 0 drops anything in a training step"),
+        (MultiplicativeNoise, "dropout",
+         "no Dropout with p > 0 drops anything in a training step"),
+        (HandDropoutAlways, "dropout",
+         "Dropout drops activations in inference (eval mode): mul in forward (zeroes about"),
+        (NoRunningStatistics, "batchnorm",
+         "BatchNorm uses batch statistics in inference (eval mode): features.0.1"),
+        (RandomSkip, "deterministic inference",
+         "inference is random: two passes in eval mode on the same images differ"),
+        (TupleOutput, "output", "forward returns a tuple, not a tensor of (N, 10) logits"),
+    ],
+    ids=["added noise", "multiplied noise", "hand dropout in inference", "no running statistics",
+         "random at inference", "tuple output"],
+)  # fmt: skip
+def test_the_rule_that_is_broken_is_the_one_that_says_so(net, rule, message):
+    torch.manual_seed(0)
+    found = failing(net())
+    assert message in found.pop(rule, "passed"), found
+    # Other rules either pass or say which rule's failure keeps them from judging.
+    for name, why in found.items():
+        assert "(see the " in why, (name, why)
+
+
+NETWORKS = [
+    value for value in list(globals().values())
+    if isinstance(value, type) and issubclass(value, nn.Module) and value.__module__ == __name__
+    and value not in (Halved,)
+]  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated", "ignore:The .grad attribute")
+@pytest.mark.parametrize("net", NETWORKS, ids=[n.__name__ for n in NETWORKS])
+def test_every_network_here_gets_a_verdict_from_every_rule_never_a_traceback(net):
+    torch.manual_seed(0)
+    for profile in (PROFILE, WITH_RF):
+        verdicts(net(), profile)  # a rule's pass or its one-line GateError, nothing else
