@@ -6,8 +6,8 @@
     python train.py --help               # every setting, with its default
 
 Config holds every setting and its constraint; augment() is the augmentation; train() is the loop,
-top to bottom. It saves model.pt, the test predictions and metrics.json; the command line then
-writes the reports (summary.md, curves.png, errors.png, model.txt). Importing this file does
+top to bottom. It saves model.pt, the test predictions, metrics.json and the reports (summary.md,
+curves.png, errors.png, model.txt), and only then marks the run complete. Importing this file does
 nothing. The plumbing (devices, saving, the command line) lives in mnist_gate.
 """
 
@@ -26,9 +26,17 @@ from tqdm import tqdm
 from mnist_gate import networks, paths, runtime, settings
 from mnist_gate.data import DATA_DIR, SIZE, DataError, load_mnist
 from mnist_gate.images import affine_grid, evaluate, normalize, resize
-from mnist_gate.paths import RunFolderError
+from mnist_gate.paths import RunFolderError, SaveError
 from mnist_gate.record import Record
-from mnist_gate.settings import ConfigError, even_between, fraction, non_negative, positive, setting
+from mnist_gate.settings import (
+    ConfigError,
+    even_between,
+    fraction,
+    non_negative,
+    positive,
+    seed_range,
+    setting,
+)
 
 
 class TrainingError(RuntimeError):
@@ -58,12 +66,13 @@ class Config:
 
     # Where and how it runs.
     profile: str | None = setting(None, "train what this gate profile trains", runtime=True)
-    seed: int = setting(0, "seeds init, order, augmentation, dropout", non_negative, runtime=True)
+    seed: int = setting(0, "seeds init, order, augmentation, dropout", seed_range, runtime=True)
     device: str = setting("auto", "auto, cpu or cuda (auto: cuda when present)", runtime=True)
     threads: int = setting(0, "CPU threads (0: PyTorch's default)", non_negative, runtime=True)
     compile: bool = setting(False, "torch.compile the model (counts in wall time)", runtime=True)
     data_dir: Path = setting(DATA_DIR, "folder holding MNIST/raw/*.gz", runtime=True)
     out: Path | None = setting(None, "new or empty folder (default: runs/MODEL-TIME)", runtime=True)
+    reports: bool = setting(True, "summary.md, curves.png, errors.png, model.txt", runtime=True)
     progress: bool = setting(True, "a progress bar per epoch on a terminal", runtime=True)
 
     def __post_init__(self):
@@ -227,6 +236,8 @@ def train(cfg: Config) -> tuple[nn.Module, Record]:
                 f"loss became {losses[step].item()} at epoch {epoch}, step {step + 1} of {steps}"
             )
         test_loss, test_acc, predictions = evaluate(net, test_x, test_y, size)
+        if not math.isfinite(test_loss):
+            raise TrainingError(f"test loss became {test_loss} after epoch {epoch}")
         row = {
             "epoch": epoch,
             "train_loss": losses.mean().item(),
@@ -247,7 +258,15 @@ def train(cfg: Config) -> tuple[nn.Module, Record]:
 
     seconds = time.perf_counter() - started
     pairs = torch.stack([test_y, predictions])
-    return net, runtime.save_run(cfg, net, device, history, notes, pairs, seconds)
+    record = runtime.save_run(cfg, net, device, history, notes, pairs, seconds)
+    if cfg.reports:
+        # Imported here: training itself needs no plotting library.
+        from mnist_gate import report
+
+        with paths.saving(cfg.out):
+            report.write_run_reports(record, net, data["test_x"].cpu().numpy())
+    paths.finish(cfg.out)  # everything the run promises is there: it is complete
+    return net, record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -257,17 +276,13 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         cfg = settings.parse(Config, argv, "train.py", "Train an MNIST network in model.py.")
-        net, record = train(cfg)
-        # Imported here, not at the top: training itself needs no plotting library.
-        from mnist_gate import report
-
-        report.write_run_reports(record, net)
+        _, record = train(cfg)
     except (ConfigError, DataError, RunFolderError) as err:
         fail(f"error: {err}", 2)
-    except TrainingError as err:
+    except (TrainingError, SaveError) as err:
         fail(f"error: {err}", 1)
     except KeyboardInterrupt:
-        fail("interrupted; a run folder it had claimed is marked INCOMPLETE", 130)
+        fail("interrupted; a run folder it had claimed stays marked INCOMPLETE", 130)
     print(
         f"final test accuracy {record.final_test_acc:.2%} after {record.epochs} epochs, "
         f"{record.parameters:,} parameters, {record.wall_seconds:.0f} s; saved to {record.folder}"

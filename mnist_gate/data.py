@@ -74,9 +74,16 @@ def load_mnist(
     paths = {name: data_dir / "MNIST" / "raw" / f"{name}.gz" for name in MNIST_FILES}
     try:
         missing = [path for path in paths.values() if not path.is_file()]
+        others = sorted(p.name for p in data_dir.iterdir() if p.name != "MNIST")
     except OSError as err:
         raise DataError(f"cannot look inside {data_dir} ({err.strerror})") from None
     if len(missing) == len(paths):
+        if others:  # a folder of something else, or MNIST/raw itself: no download into it
+            raise DataError(
+                f"{data_dir} holds no MNIST/raw/*.gz but other files ({others[0]}, ...); give "
+                "--data-dir the folder that holds MNIST/ (the repository's data/), or an empty "
+                "one to download into"
+            )
         download(data_dir)
     elif missing:
         raise DataError(f"{missing[0]} is missing; {RESTORE}")

@@ -1,14 +1,14 @@
 """The one path from a profile to what its verdict judges: train the profile once per seed, as
-`python train.py --profile NAME --seed N` would, check that each saved checkpoint reproduces the
-accuracy its record claims, and write each run's reports.
+`python train.py --profile NAME --seed N` would (reports included), and check that each saved
+checkpoint reproduces the accuracy its record claims.
 
     records = gate.train_profile(profile, seeds)     # the slow tier and CI's seed jobs
     verdict.judge(profile, records)                  # the verdict on them
 
-Each seed's run goes to runs/gate-<profile>-seed<N>/; earlier gate runs of the profile are removed
-first, so runs/ holds the latest gate's alone.
+Each seed's run goes to runs/gate-<profile>-seed<N>/, replacing the seed's earlier gate run.
 """
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import torch
 
 import train
 
-from . import networks, paths, report, settings
+from . import networks, paths, settings
 from .budgets import GateError, Profile
 from .data import load_mnist
 from .images import evaluate
@@ -34,20 +34,28 @@ def config(profile: Profile, seed: int, runs: Path = paths.RUNS) -> train.Config
 
 
 def train_profile(profile: Profile, seeds: list[int], runs: Path = paths.RUNS) -> list[Record]:
-    """Every seed of a profile trained, checked and reported; their records, in seed order."""
-    # Every setting is checked before anything is removed or trained.
+    """Every seed of a profile trained, checked and reported; their records, in seed order.
+
+    Each seed's folder is replaced only under that seed's lock, so two gate runs in one checkout
+    (or two pytest-xdist workers) never touch each other's folders: the second to ask for a
+    seed is refused at once."""
+    # Every setting is checked before anything is locked, removed or trained.
     configs = [config(profile, seed, runs) for seed in seeds]
-    for old in runs.glob(f"gate-{profile.name}-seed*"):
-        shutil.rmtree(old)
-    test = None
-    records = []
-    for cfg in configs:
-        net, record = train.train(cfg)
-        if test is None:
-            test = load_mnist(cfg.data_dir, ("test",))
-        check_checkpoint(record, net, test)
-        report.write_run_reports(record, net, test["test_x"].numpy())
-        records.append(record)
+    with contextlib.ExitStack() as held:
+        for cfg in configs:
+            lock = runs / f".{cfg.out.name}.lock"
+            busy = f"another gate run in this checkout is training {cfg.out.name} ({lock})"
+            held.enter_context(paths.locked(lock, busy))
+        test = None
+        records = []
+        for cfg in configs:
+            if cfg.out.exists():
+                shutil.rmtree(cfg.out)
+            net, record = train.train(cfg)
+            if test is None:
+                test = load_mnist(cfg.data_dir, ("test",))
+            check_checkpoint(record, net, test)
+            records.append(record)
     return records
 
 

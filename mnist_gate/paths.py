@@ -8,6 +8,7 @@ says plainly that it does not.
 """
 
 import contextlib
+import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -24,6 +25,21 @@ PREDICTIONS = "test_predictions.npy"  # 2 x 10,000 uint8: true digit, predicted 
 
 class RunFolderError(Exception):
     """The run cannot have the folder it asked for; the message is one line that says why."""
+
+
+class SaveError(Exception):
+    """A run's file could not be written (a full disk, say); the run stays marked INCOMPLETE."""
+
+
+@contextlib.contextmanager
+def saving(out: Path) -> Iterator[None]:
+    """Turn a failed write into one line that says the run is not complete. torch.save reports a
+    full disk as a RuntimeError from its stream writer, so that counts too."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        why = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise SaveError(f"cannot save the run in {out} ({why}); it stays {INCOMPLETE}") from None
 
 
 def claim(out: Path | None, name: str) -> Path:
@@ -61,17 +77,23 @@ def claim(out: Path | None, name: str) -> Path:
 
 def new_folder(name: str) -> Path:
     """runs/<name>-<time>/, made exclusively: a second run in the same second gets -2, -3, ..."""
+    try:
+        RUNS.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunFolderError(f"cannot create {RUNS}: it is a file or a broken link") from None
+    except OSError as err:
+        raise RunFolderError(f"cannot create {RUNS} ({err.strerror})") from None
     base = RUNS / f"{name.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out, n = base, 1
-    while True:
+    for n in range(1, 1000):
+        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
-            out.mkdir(parents=True)
+            out.mkdir()
             return out
         except FileExistsError:
-            n += 1
-            out = base.with_name(f"{base.name}-{n}")
+            continue  # taken by a run in the same second
         except OSError as err:
             raise RunFolderError(f"cannot create {out} ({err.strerror})") from None
+    raise RunFolderError(f"{base.name}-2 to -999 are all taken in {RUNS}")
 
 
 @contextlib.contextmanager
@@ -83,6 +105,23 @@ def atomic(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked(path: Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` for the block, or fail at once with `busy`: what another
+    process holds, this one leaves alone. The lock goes with the process, however it ends."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = path.open("w")
+    except OSError as err:
+        raise RunFolderError(f"cannot create {path} ({err.strerror or err})") from None
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(busy) from None
+        yield
 
 
 def write_text(path: Path, text: str) -> None:

@@ -133,7 +133,9 @@ def from_dict(data: dict, where: str = "the record") -> Record:
 
 
 def load(folder: Path) -> Record:
-    """The record of the run in folder, or a one-line RecordError."""
+    """The record of the complete run in folder, or a one-line RecordError."""
+    if Path(folder, paths.INCOMPLETE).exists():
+        raise RecordError(f"{folder} holds a run that never finished ({paths.INCOMPLETE})")
     path = Path(folder, FILE)
     try:
         data = json.loads(path.read_text())

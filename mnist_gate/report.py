@@ -1,10 +1,13 @@
 """Reports people read beside a run: summary.md, curves.png, errors.png and model.txt.
 
-train.py's command line and the gate call write_run_reports() after a run, beside its
-metrics.json, model.pt and test predictions. The verdict over several runs, and the CI job
+    python -m mnist_gate.report runs/net-20261203-101500    # rebuild a complete run's reports
+
+train.train() writes them before it marks a run complete, beside its metrics.json, model.pt and
+test predictions, from which they can be rebuilt. The verdict over several runs, and the CI job
 summary, are mnist_gate.verdict's; the README's tables, mnist_gate.readme's.
 """
 
+import argparse
 from pathlib import Path
 
 import matplotlib
@@ -12,14 +15,15 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
-from . import budgets, networks, paths  # noqa: E402
-from .data import SIZE, load_mnist  # noqa: E402
+from . import budgets, networks, paths, record  # noqa: E402
+from .data import SIZE, DataError, load_mnist  # noqa: E402
 from .record import Record  # noqa: E402
 from .tracer import probe  # noqa: E402
-from .verdict import load_predictions, run_summary  # noqa: E402
+from .verdict import ReportError, load_predictions, run_summary  # noqa: E402
 
 ERRORS_SHOWN = 100  # misclassified test images in errors.png, at most
 
@@ -127,3 +131,33 @@ def write_run_reports(run: Record, net: nn.Module, test_images: np.ndarray | Non
     with paths.atomic(out / "errors.png") as tmp:
         plot_errors(run, load_predictions(out), test_images, tmp)
     paths.write_text(out / "model.txt", model_summary(net))
+
+
+def rebuild(folder: Path) -> None:
+    """A complete run's reports, from its record, checkpoint and predictions."""
+    run = record.load(folder)
+    net = networks.build(run.model)
+    try:
+        net.load_state_dict(torch.load(run.folder / "model.pt", weights_only=True)["model"])
+    except (OSError, RuntimeError, KeyError) as err:
+        raise ReportError(f"{run.folder / 'model.pt'} is unreadable ({err})") from None
+    with paths.saving(run.folder):
+        write_run_reports(run, net)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_gate.report", description="Rebuild complete runs' reports."
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders")
+    args = parser.parse_args(argv)
+    for folder in args.runs:
+        try:
+            rebuild(folder)
+        except (record.RecordError, ReportError, DataError, paths.SaveError) as err:
+            parser.exit(2, f"{parser.prog}: error: {err}\n")
+        print(f"rebuilt the reports in {folder}")
+
+
+if __name__ == "__main__":
+    main()

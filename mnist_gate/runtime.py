@@ -74,7 +74,8 @@ def save_run(
     seconds: float,
 ) -> Record:
     """The checkpoint, the test predictions (row 0 the true digit of each test image, row 1 the
-    network's), then the record, each renamed into place whole; then the run is complete."""
+    network's), then the record, each renamed into place whole. The run is not complete until
+    its reports are written too (finish())."""
     record = Record(
         model=cfg.model,
         profile=cfg.profile,
@@ -95,10 +96,10 @@ def save_run(
         notes=tuple(notes),
         folder=cfg.out,
     )
-    with paths.atomic(cfg.out / "model.pt") as tmp:
-        torch.save({"model": net.state_dict(), "config": record.config}, tmp)
-    with paths.atomic(cfg.out / PREDICTIONS) as tmp:
-        np.save(tmp, predictions.to(torch.uint8).cpu().numpy(), allow_pickle=False)
-    record.save(cfg.out)
-    paths.finish(cfg.out)
+    with paths.saving(cfg.out):
+        with paths.atomic(cfg.out / "model.pt") as tmp:
+            torch.save({"model": net.state_dict(), "config": record.config}, tmp)
+        with paths.atomic(cfg.out / PREDICTIONS) as tmp:
+            np.save(tmp, predictions.to(torch.uint8).cpu().numpy(), allow_pickle=False)
+        record.save(cfg.out)
     return record

@@ -35,6 +35,11 @@ def non_negative(value) -> str | None:
     return None if value >= 0 else "must not be negative"
 
 
+def seed_range(value) -> str | None:
+    """What every torch generator takes: 0 to 2^63 - 1."""
+    return None if 0 <= value < 2**63 else "must be from 0 to 2^63 - 1"
+
+
 def fraction(value) -> str | None:
     return None if 0 <= value < 1 else "must be in [0, 1)"
 
@@ -98,7 +103,13 @@ def profile_recipe(cls, name: str) -> dict:
                 f"profile {name} sets {key!r}, which is not a training recipe setting of train.py"
             )
     defaults = {k: f.default for k, f in fields.items() if f.metadata.get("recipe", True)}
-    return {**defaults, "model": gated.model, **gated.train}
+    wanted = {**defaults, "model": gated.model, **gated.train}
+    if "epochs" in wanted and wanted["epochs"] > gated.max_epochs:
+        raise ConfigError(
+            f"profile {name} trains {wanted['epochs']} epochs, over its max_epochs of "
+            f"{gated.max_epochs}"
+        )
+    return wanted
 
 
 def for_profile(cls, name: str, **runtime):

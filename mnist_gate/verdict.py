@@ -1,8 +1,8 @@
 """The verdict over a gate's runs, and the Markdown people read: each run, the seeds together,
 and the change against main on the same test images.
 
-    python -m mnist_gate.verdict runs                     # every runs/gate-*/, by profile
-    python -m mnist_gate.verdict runs --main runs/main    # with the paired comparison with main
+    python -m mnist_gate.verdict runs --seeds 0           # every runs/gate-*/, by profile
+    python -m mnist_gate.verdict runs --main runs/main    # CI: the ci seeds, compared with main
 
 judge() is the one place a profile's runs are held to its budget; the slow tier asserts its answer
 and the CI verdict job prints it. Prints Markdown (the CI job summary) and exits 1 when a profile
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import budgets, record, stats
+from . import budgets, paths, record, stats
 from .budgets import GateError, Profile
 from .paths import PREDICTIONS
 from .record import Record, RecordError
@@ -63,9 +63,11 @@ def judge(profile: Profile, records: list[Record]) -> Verdict:
         raise ValueError(f"profile {profile.name}: no runs to judge")
     found = []
     for r in records:
+        other = r.model != profile.model and f"trained {r.model}, not {profile.model}"
         found += [
             f"seed {r.seed}: {why}"
             for why in (
+                other,
                 failure(budgets.check_parameter_count, r.parameters, profile),
                 failure(budgets.check_epochs, r.epochs, profile),
             )
@@ -228,7 +230,9 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
     there is none (note: the workflow's own sentence, where it knows)."""
     title = "### Against main\n\n"
     found = []
-    if main_dir is not None:
+    if main_dir is not None and not main_dir.is_dir():
+        note = note or f"The folder {main_dir} does not exist."
+    elif main_dir is not None:
         try:
             found = load_runs(p.parent for p in sorted(main_dir.glob(f"**/{record.FILE}")))
         except ReportError as err:
@@ -265,28 +269,77 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
 
 
 def gather(folder: Path) -> list[Record]:
-    """Every run under folder whose directory is named gate-*, at any depth (artifacts unpack
-    into a directory each)."""
+    """Every finished run under folder whose directory is named gate-*, at any depth (artifacts
+    unpack into a directory each), each checked against its own predictions; a seed found twice
+    is an error."""
     found = sorted(p.parent for p in folder.glob(f"**/gate-*/{record.FILE}"))
     if not found:
         raise ReportError(f"no gate-*/{record.FILE} under {folder}")
-    return load_runs(found)
+    runs = load_runs(found)
+    seen = {}
+    for run in runs:
+        twice = seen.setdefault((run.name, run.seed), run)
+        if twice is not run:
+            raise ReportError(
+                f"{run.name} seed {run.seed} twice: in {twice.folder} and in {run.folder}"
+            )
+        pairs = load_predictions(run.folder)
+        if pairs is None:
+            raise ReportError(f"{run.folder} has no {PREDICTIONS}")
+        correct = int((pairs[0] == pairs[1]).sum())
+        if pairs.shape[1] != run.test_images or correct != run.test_correct:
+            raise ReportError(
+                f"{run.folder}: its predictions get {correct:,} of {pairs.shape[1]:,} right, "
+                f"its record says {run.test_correct:,} of {run.test_images:,}"
+            )
+    return runs
+
+
+def unfinished(folder: Path) -> list[Path]:
+    return sorted(p.parent for p in folder.glob(f"**/gate-*/{paths.INCOMPLETE}"))
 
 
 def summary(
-    folder: Path, main_dir: Path | None = None, note: str | None = None
+    folder: Path,
+    main_dir: Path | None = None,
+    note: str | None = None,
+    seeds: list[int] | None = None,
+    names: list[str] | None = None,
 ) -> tuple[bool, str]:
-    """The verdict over every gated profile's runs, and the job summary in Markdown."""
+    """The verdict over the profiles' runs, and the job summary in Markdown. Each profile named
+    (default: every one in pyproject.toml) must have a finished run for each of `seeds`
+    (default: [tool.gate.seeds] ci), and nothing else may be there."""
+    seeds = budgets.seeds("ci") if seeds is None else seeds
     runs = gather(folder)
     profiles = budgets.load_profiles()
+    unknown = sorted(set(names or []) - set(profiles))
+    if unknown:
+        raise ReportError(f"no profile {', '.join(unknown)} in pyproject.toml")
+    profiles = {name: profiles[name] for name in names or profiles}
     parts, passed = ["## Model gate\n"], True
-    for name in dict.fromkeys(r.name for r in runs):
-        if name not in profiles:
-            parts.append(f"### {name}\n\nNo profile in pyproject.toml is named {name}.\n")
-            continue
-        verdict = judge(profiles[name], [r for r in runs if r.name == name])
-        passed &= verdict.passed
-        parts.append(verdict.markdown)
+    strays = sorted({r.name for r in runs} - set(profiles))
+    unasked = sorted(f"{r.name} seed {r.seed}" for r in runs if r.seed not in seeds)
+    missing = [
+        f"{name} seed {seed}"
+        for name in profiles for seed in seeds
+        if not any(r.name == name and r.seed == seed for r in runs)
+    ]  # fmt: skip
+    problems = [
+        *(f"{name}: no profile in pyproject.toml has this name" for name in strays),
+        *(f"{run}: not one of the seeds asked for ({seeds})" for run in unasked),
+        *(f"{run}: no finished run" for run in missing),
+        *(f"{path} never finished ({paths.INCOMPLETE})" for path in unfinished(folder)),
+    ]
+    if problems:
+        passed = False
+        parts.append("### **FAIL**: the runs asked for are not all here\n")
+        parts.append("\n".join(f"- {p}" for p in problems) + "\n")
+    for name in profiles:
+        group = [r for r in runs if r.name == name and r.seed in seeds]
+        if group:
+            verdict = judge(profiles[name], group)
+            passed &= verdict.passed
+            parts.append(verdict.markdown)
     if main_dir is not None or note:
         parts.append(comparison(runs, main_dir, note))
     return passed, "\n".join(parts)
@@ -299,9 +352,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", type=Path, help="folder holding gate-*/ runs, at any depth")
     parser.add_argument("--main", type=Path, help="folder holding main's gate runs")
     parser.add_argument("--main-note", help="why main's runs are missing, where the caller knows")
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(s) for s in text.split(",")],
+        help="the seeds every profile must have, e.g. 0,1,2 (default: [tool.gate.seeds] ci)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=lambda text: text.split(","),
+        help="the profiles that must be there, e.g. 8k (default: every one)",
+    )
     args = parser.parse_args(argv)
     try:
-        passed, text = summary(args.runs, args.main, args.main_note)
+        passed, text = summary(args.runs, args.main, args.main_note, args.seeds, args.profile)
     except ReportError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(text)

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         reference = reference_images_per_second(cfg, args.steps)
     except (ConfigError, DataError, paths.RunFolderError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
-    except train.TrainingError as err:
+    except (train.TrainingError, paths.SaveError) as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")
     history = run.history
     like_reference = [h for h in history if h.augmented and h.size == SIZE]

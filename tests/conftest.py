@@ -60,8 +60,18 @@ def selected_profiles(config) -> list[budgets.Profile]:
 
 
 def pytest_configure(config):
-    selected_profiles(config)  # a bad --profile or --seeds stops the run before any test
-    selected_seeds(config)
+    """A bad --profile or --seeds, or a profile that cannot train as pyproject.toml sets it,
+    stops the run before any test: before the slow tier removes or trains anything."""
+    from mnist_gate import gate
+    from mnist_gate.settings import ConfigError
+
+    seeds = selected_seeds(config)
+    for profile in selected_profiles(config):
+        try:
+            for seed in seeds:
+                gate.config(profile, seed)
+        except ConfigError as err:
+            raise pytest.UsageError(str(err)) from None
 
 
 def pytest_report_header(config):

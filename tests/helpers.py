@@ -14,7 +14,9 @@ from mnist_gate.record import Epoch, Record
 
 def smoke(tmp_path: Path, **overrides) -> train.Config:
     """A run small enough for the fast tier: 1,024 training images, one augmented epoch."""
-    settings = dict(epochs=1, clean_epochs=0, limit=1024, out=tmp_path / "run", progress=False)
+    settings = dict(
+        epochs=1, clean_epochs=0, limit=1024, out=tmp_path / "run", progress=False, reports=False
+    )
     return train.Config(**{**settings, **overrides})
 
 
@@ -39,11 +41,22 @@ def record(
     return Record(**{**fields, **overrides})
 
 
-def save(folder: Path, run: Record, pairs: np.ndarray | None = None) -> Record:
-    """A run's folder as train.py leaves it: the record, and the predictions if given."""
+def predictions(wrong: list[int], n: int = 10_000) -> np.ndarray:
+    """Test labels and predictions, the images in `wrong` misclassified."""
+    labels = np.arange(n, dtype=np.uint8) % 10
+    guesses = labels.copy()
+    guesses[wrong] = (guesses[wrong] + 1) % 10
+    return np.stack([labels, guesses])
+
+
+def save(folder: Path, run: Record, pairs: np.ndarray | None = None, kept: bool = True) -> Record:
+    """A run's folder as train.py leaves it: the record and the test predictions (those given,
+    else the first images wrong, as many as the record says; none if not kept)."""
     folder.mkdir(parents=True)
     run.save(folder)
-    if pairs is not None:
+    if pairs is None:
+        pairs = predictions(list(range(run.test_images - run.test_correct)), run.test_images)
+    if kept:
         np.save(folder / PREDICTIONS, pairs, allow_pickle=False)
     return dataclasses.replace(run, folder=folder)
 

@@ -11,6 +11,7 @@ to upload, and the verdict to runs/gate-<profile>.md.
 import pytest
 
 from mnist_gate import gate, paths, verdict
+from train import TrainingError
 
 from .conftest import selected_seeds
 
@@ -18,7 +19,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def test_the_profile_meets_its_budget(profile, request):
-    records = gate.train_profile(profile, selected_seeds(request.config))
+    try:
+        records = gate.train_profile(profile, selected_seeds(request.config))
+    except (paths.RunFolderError, paths.SaveError, TrainingError) as err:
+        pytest.fail(str(err), pytrace=False)
     judged = verdict.judge(profile, records)
     paths.write_text(paths.RUNS / f"gate-{profile.name}.md", judged.markdown)
     # One seed of several (CI's seed jobs): its accuracy alone decides nothing; its budget does.

@@ -4,12 +4,11 @@ summary for one seed and for three, and the paired comparison with main."""
 from dataclasses import replace
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from mnist_gate import budgets, gate, paths, stats, verdict
 
-from .helpers import record, save
+from .helpers import predictions, record, save
 
 PROFILE = budgets.load_profiles()["8k"]
 
@@ -66,16 +65,14 @@ def test_the_mcnemar_p_value_holds_for_thousands_of_images():
     assert stats.mcnemar(3_000, 2_700) < 0.001
 
 
-def predictions(wrong: list[int]) -> np.ndarray:
-    labels = np.arange(10_000, dtype=np.uint8) % 10
-    guesses = labels.copy()
-    guesses[wrong] = (guesses[wrong] + 1) % 10
-    return np.stack([labels, guesses])
+def summary(folder, main=None, note=None, seeds=(0,)):
+    """The CI verdict over profile 8k's runs of `seeds` in folder."""
+    return verdict.summary(folder, main, note, list(seeds), ["8k"])
 
 
 def test_one_seed_gets_the_gate_table_with_its_interval(tmp_path):
     save(tmp_path / "gate-8k-seed0", record(0.9947))
-    passed, text = verdict.summary(tmp_path)
+    passed, text = summary(tmp_path)
     assert passed
     assert (
         "| final-epoch test accuracy | 99.47% (95% interval 99.31% to 99.59%) | >= 99.40% | "
@@ -86,7 +83,7 @@ def test_one_seed_gets_the_gate_table_with_its_interval(tmp_path):
 def test_three_seeds_are_judged_on_their_mean(tmp_path):
     for seed, acc in enumerate((0.9950, 0.9938, 0.9945)):
         save(tmp_path / f"gate-8k-seed{seed}", record(acc, seed=seed))
-    passed, text = verdict.summary(tmp_path)
+    passed, text = summary(tmp_path, seeds=(0, 1, 2))
     assert passed, text  # one run is under 99.40%, the mean of 99.443% is not
     assert "Net (profile 8k), 3 seeds: pass" in text
     for seed, acc in ((0, "99.50%"), (1, "99.38%"), (2, "99.45%")):
@@ -104,7 +101,7 @@ def test_three_seeds_with_a_mean_under_the_bar_fail(tmp_path, capsys):
     for seed, acc in enumerate((0.9941, 0.9935, 0.9938)):
         save(tmp_path / f"gate-8k-seed{seed}", record(acc, seed=seed))
     with pytest.raises(SystemExit) as exit:
-        verdict.main([str(tmp_path)])
+        verdict.main([str(tmp_path), "--seeds", "0,1,2", "--profile", "8k"])
     assert exit.value.code == 1
     assert "3 seeds: **FAIL**" in capsys.readouterr().out
 
@@ -114,7 +111,7 @@ def test_the_change_against_main_is_paired_on_the_same_images(tmp_path):
     save(new, record(0.9950), predictions(list(range(50))))
     main = tmp_path / "main" / "gate-gpu-1-1-seed0" / "gate-8k-seed0"
     save(main, record(0.9942), predictions(list(range(40)) + list(range(100, 118))))
-    _, text = verdict.summary(tmp_path / "this", tmp_path / "main")
+    _, text = summary(tmp_path / "this", tmp_path / "main")
     # Fixed: the 18 images 100-117; broken: the 10 images 40-49.
     assert "| 8k seed 0 | 99.42% | 99.50% | 18 | 10 | 0.185 | no evidence of a change |" in text
 
@@ -123,26 +120,30 @@ def test_a_change_that_alters_no_computation_fixes_and_breaks_nothing(tmp_path):
     same = predictions([1, 2, 3])
     save(tmp_path / "new" / "gate-8k-seed0", record(0.9997), same)
     save(tmp_path / "main" / "gate-8k-seed0", record(0.9997), same)
-    _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
+    _, text = summary(tmp_path / "new", tmp_path / "main")
     assert "| 0 | 0 | 1 | no evidence of a change |" in text
 
 
 def test_a_significant_change_says_so(tmp_path):
     save(tmp_path / "new" / "gate-8k-seed0", record(0.9990), predictions(list(range(10))))
     save(tmp_path / "main" / "gate-8k-seed0", record(0.9960), predictions(list(range(40))))
-    _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
+    _, text = summary(tmp_path / "new", tmp_path / "main")
     assert "| 30 | 0 |" in text and "significantly better" in text
     assert "significantly worse" in verdict.plain(0, 30, stats.mcnemar(0, 30))
 
 
 def test_a_missing_or_old_main_result_is_one_sentence(tmp_path):
-    save(tmp_path / "new" / "gate-8k-seed0", record(0.9950), predictions([1]))
-    _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
-    assert "No gate result from main to compare with. Main has no successful gate run" in text
-    _, text = verdict.summary(tmp_path / "new", tmp_path / "main", "Its artifact expired.")
+    save(tmp_path / "new" / "gate-8k-seed0", record(0.9950))
+    _, text = summary(tmp_path / "new", tmp_path / "main")
+    missing = tmp_path / "main"
+    assert f"No gate result from main to compare with. The folder {missing} does not exist." in text
+    _, text = summary(tmp_path / "new", tmp_path / "main", "Its artifact expired.")
     assert "No gate result from main to compare with. Its artifact expired." in text
-    save(tmp_path / "main" / "gate-8k", record(0.9940))  # a record without predictions
-    _, text = verdict.summary(tmp_path / "new", tmp_path / "main")
+    (tmp_path / "main").mkdir()
+    _, text = summary(tmp_path / "new", tmp_path / "main")
+    assert "No gate result from main to compare with. Main has no successful gate run" in text
+    save(tmp_path / "main" / "gate-8k", record(0.9940), kept=False)  # no predictions
+    _, text = summary(tmp_path / "new", tmp_path / "main")
     assert (
         "No paired comparison for 8k seed 0: main's gate result has no test predictions for it"
         in text

@@ -1,0 +1,230 @@
+"""Nothing that failed can look like a result: runs killed at each stage, a full disk, two gate
+runs at once, unfinished or damaged runs before the verdict, and settings refused before anything
+is deleted, claimed or trained."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import train
+from mnist_gate import budgets, gate, paths, record, report, settings, verdict
+from mnist_gate.data import DataError, load_mnist
+from mnist_gate.paths import INCOMPLETE, ROOT, RunFolderError
+from mnist_gate.settings import ConfigError
+
+from .helpers import predictions, save, smoke, writable_copy
+from .helpers import record as a_record
+
+# A real train.py process that stops at a stage until a signal ends it.
+AT_STAGE = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import train
+    from mnist_gate import report
+
+    def stopping(real):
+        def stopped(*args, **kwargs):
+            print("stage reached", flush=True)
+            time.sleep(120)
+            return real(*args, **kwargs)
+        return stopped
+
+    stage = sys.argv[1]
+    if stage == "saving":  # model.pt is written, the predictions and the record are not
+        np.save = stopping(np.save)
+    if stage == "reports":  # every file but the reports is written
+        report.write_run_reports = stopping(report.write_run_reports)
+    train.main(sys.argv[2:])
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "stage, sig",
+    [("training", signal.SIGINT), ("saving", signal.SIGKILL), ("reports", signal.SIGINT),
+     ("reports", signal.SIGKILL)],
+)  # fmt: skip
+def test_a_run_killed_at_any_stage_is_never_a_result(tmp_path, stage, sig):
+    out = tmp_path / "run"
+    epochs = "1000" if stage == "training" else "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AT_STAGE, stage, "--epochs", epochs, "--limit", "256",
+         "--no-progress", "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    marker = "epoch  1 " if stage == "training" else "stage reached"
+    line = ""
+    while marker not in line:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines() == [
+            "train.py: interrupted; a run folder it had claimed stays marked INCOMPLETE"
+        ]
+    assert (out / INCOMPLETE).exists()
+    with pytest.raises(record.RecordError, match="never finished"):
+        record.load(out)
+    with pytest.raises(RunFolderError, match="holds one that never finished"):
+        paths.claim(out, "Net")
+
+
+def test_reports_come_before_the_run_is_complete_and_can_be_rebuilt(tmp_path, capsys):
+    _, run = train.train(smoke(tmp_path, limit=256, reports=True))
+    promised = {"metrics.json", "model.pt", "test_predictions.npy", "summary.md", "curves.png",
+                "errors.png", "model.txt"}  # fmt: skip
+    assert {p.name for p in run.folder.iterdir()} == promised
+    for name in ("summary.md", "errors.png", "model.txt"):
+        (run.folder / name).unlink()
+    report.main([str(run.folder)])
+    assert {p.name for p in run.folder.iterdir()} == promised
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem of 128 KiB: room for a run's checkpoint and record, not its reports."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_run_incomplete(small_disk, capsys):
+    out = small_disk / "run"
+    with pytest.raises(SystemExit) as exit:
+        train.main(["--epochs", "1", "--limit", "256", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit.value.code == 1 and err.count("\n") == 1, err
+    assert f"cannot save the run in {out} (No space left on device); it stays INCOMPLETE" in err
+    assert (out / INCOMPLETE).exists() and (out / "model.pt").exists()
+
+
+def test_a_checkpoint_the_disk_refuses_is_one_line(tmp_path, monkeypatch, capsys):
+    def refused(obj, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64")
+
+    monkeypatch.setattr(train.runtime.torch, "save", refused)
+    with pytest.raises(SystemExit) as exit:
+        train.main(["--epochs", "1", "--limit", "256", "--no-progress", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit.value.code == 1 and err.count("\n") == 1 and "it stays INCOMPLETE" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [INCOMPLETE]
+
+
+def test_divergence_at_the_last_step_is_a_failure_not_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit:
+        train.main(["--epochs", "1", "--limit", "256", "--lr", "1e30", "--no-progress",
+                    "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit.value.code == 1 and "test loss became nan after epoch 1" in err, err
+    assert not (out / "metrics.json").exists() and (out / INCOMPLETE).exists()
+
+
+def test_two_gate_runs_never_touch_each_others_folders(tmp_path):
+    profile = budgets.load_profiles()["8k"]
+    folder = gate.folder(profile, 0, tmp_path)
+    folder.mkdir()
+    (folder / "theirs").write_text("a run in progress")
+    with paths.locked(tmp_path / f".{folder.name}.lock", "busy"):  # the other gate run
+        with pytest.raises(RunFolderError, match=f"another gate run in this checkout is training "
+                                                 f"{folder.name}"):  # fmt: skip
+            gate.train_profile(profile, [0], tmp_path)
+    assert (folder / "theirs").read_text() == "a run in progress"
+
+
+def test_unfinished_and_missing_seeds_fail_the_verdict(tmp_path):
+    for seed in (0, 2):
+        save(tmp_path / f"gate-8k-seed{seed}", a_record(0.9950, seed=seed))
+    unfinished = tmp_path / "gate-8k-seed1"
+    unfinished.mkdir()
+    (unfinished / INCOMPLETE).write_text("run started")
+    passed, text = verdict.summary(tmp_path, seeds=[0, 1, 2], names=["8k"])
+    assert not passed
+    assert "- 8k seed 1: no finished run" in text
+    assert f"- {unfinished} never finished (INCOMPLETE)" in text
+    passed, text = verdict.summary(tmp_path, seeds=[0, 2])
+    assert not passed and "- 25k seed 0: no finished run" in text  # every profile is asked for
+
+
+def test_a_finished_looking_folder_marked_incomplete_is_refused(tmp_path):
+    save(tmp_path / "gate-8k-seed0", a_record(0.9950))
+    (tmp_path / "gate-8k-seed0" / INCOMPLETE).write_text("run started")
+    with pytest.raises(verdict.ReportError, match="holds a run that never finished"):
+        verdict.summary(tmp_path, seeds=[0], names=["8k"])
+
+
+def test_the_verdict_counts_no_seed_twice(tmp_path):
+    for folder in ("a", "b"):
+        save(tmp_path / folder / "gate-8k-seed0", a_record())
+    with pytest.raises(verdict.ReportError, match="8k seed 0 twice: in"):
+        verdict.summary(tmp_path, seeds=[0], names=["8k"])
+
+
+def test_the_verdict_believes_no_record_its_predictions_contradict(tmp_path):
+    save(tmp_path / "gate-8k-seed0", a_record(0.9990), predictions(list(range(50))))
+    with pytest.raises(verdict.ReportError, match="get 9,950 of 10,000 right, its record says"):
+        verdict.summary(tmp_path, seeds=[0], names=["8k"])
+
+
+def test_a_record_of_another_model_fails_its_profile():
+    judged = verdict.judge(budgets.load_profiles()["8k"], [a_record(model="Net25k")])
+    assert judged.run_failures[0] == "seed 0: trained Net25k, not Net"
+
+
+def test_bad_seeds_stop_the_slow_tier_before_anything_is_deleted():
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "slow", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "GATE_SEEDS": "a"},
+    )  # fmt: skip
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "--seeds takes integers separated by commas, got 'a'" in result.stderr
+    assert "Traceback" not in result.stderr and time.monotonic() - started < 60
+
+
+def test_a_profile_with_a_misspelled_setting_stops_the_suite_before_any_test(monkeypatch):
+    from . import conftest
+
+    typo = budgets.Profile("8k", "Net", 8000, 15, 0.994, train={"epoch": 12})
+    monkeypatch.setattr(budgets, "load_profiles", lambda: {"8k": typo})
+    options = {"--profile": "all", "--seeds": None}
+    config = type("Config", (), {"getoption": staticmethod(options.get)})
+    with pytest.raises(pytest.UsageError, match="profile 8k sets 'epoch', which is not"):
+        conftest.pytest_configure(config)
+
+
+def test_a_profile_that_trains_over_its_epoch_budget_is_refused_before_training(monkeypatch):
+    over = budgets.Profile("8k", "Net", 8000, 10, 0.994)  # train.py's default is 15 epochs
+    monkeypatch.setattr(budgets, "load_profiles", lambda: {"8k": over})
+    with pytest.raises(ConfigError, match="profile 8k trains 15 epochs, over its max_epochs of 10"):
+        settings.for_profile(train.Config, "8k", seed=0)
+
+
+def test_a_seed_beyond_what_torch_takes_is_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        train.main(["--seed", str(2**64), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "--seed must be from 0 to 2^63 - 1" in err, err
+
+
+def test_a_data_dir_one_level_too_deep_is_a_hint_not_a_download(tmp_path):
+    writable_copy(ROOT / "data" / "MNIST", tmp_path / "MNIST")
+    for deep in (tmp_path / "MNIST", tmp_path / "MNIST" / "raw"):
+        before = sorted(deep.rglob("*"))
+        with pytest.raises(DataError, match="give --data-dir the folder that holds MNIST/"):
+            load_mnist(deep)
+        assert sorted(deep.rglob("*")) == before
