@@ -124,6 +124,11 @@ def from_dict(data: dict, where: str = "the record") -> Record:
         )
     if len(history) != record.epochs:
         raise RecordError(f"{where}: {len(history)} epochs of history for {record.epochs} epochs")
+    stated = data.get("final_test_acc", record.final_test_acc)
+    if not math.isclose(stated, record.final_test_acc, abs_tol=1e-9):
+        raise RecordError(
+            f"{where}: final_test_acc {stated} is not {record.test_correct}/{record.test_images}"
+        )
     if not math.isclose(history[-1].test_acc, record.final_test_acc, abs_tol=1e-9):
         raise RecordError(
             f"{where}: the last epoch's accuracy {history[-1].test_acc} is not "

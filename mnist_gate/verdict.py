@@ -18,6 +18,7 @@ breaks, and McNemar's exact test on them.
 """
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,10 @@ def judge(profile: Profile, records: list[Record]) -> Verdict:
     why = failure(budgets.check_accuracy, spread.mean, profile)
     if why and len(records) > 1:
         why = f"mean of {len(records)} seeds: {why}"
-    text = run_summary(records[0]) if len(records) == 1 else seeds_summary(profile, records, spread)
+    if len(records) == 1:
+        text = run_summary(records[0], profile)
+    else:
+        text = seeds_summary(profile, records, spread)
     return Verdict(profile, tuple(records), tuple(found), why, text)
 
 
@@ -120,9 +124,11 @@ def images(row: record.Epoch) -> str:
     return f"{row.size}x{row.size} {'augmented' if row.augmented else 'clean'}"
 
 
-def run_summary(run: Record) -> str:
-    """One run as Markdown: the gate table, the per-epoch history, where it ran."""
-    profile = budgets.load_profiles().get(run.profile) if run.profile else None
+def run_summary(run: Record, profile: Profile | None = None) -> str:
+    """One run as Markdown: the gate table (against `profile`, else the run's own profile in
+    pyproject.toml), the per-epoch history, where it ran."""
+    if profile is None and run.profile:
+        profile = budgets.load_profiles().get(run.profile)
     title = f"{run.model} (profile {profile.name})" if profile else run.model
     parts = [f"### {title}, seed {run.seed}"]
     if profile:
@@ -299,22 +305,63 @@ def unfinished(folder: Path) -> list[Path]:
     return sorted(p.parent for p in folder.glob(f"**/gate-*/{paths.INCOMPLETE}"))
 
 
+def jobs_problems(jobs: dict) -> list[str]:
+    """The jobs a verdict needs (GitHub's `needs` context) that did not succeed: a job that
+    failed, was cancelled or was skipped leaves nothing the verdict may pass on."""
+    return [
+        f"job {name} ended {(job or {}).get('result', 'without a result')}"
+        for name, job in jobs.items()
+        if (job or {}).get("result") != "success"
+    ]
+
+
+def budget_changes(base: dict[str, Profile], ours: dict[str, Profile]) -> list[str]:
+    """What a change does to the budgets it is judged by (the base branch's)."""
+    changes = [f"this change adds profile {name}" for name in ours if name not in base]
+    for name, profile in base.items():
+        if name not in ours:
+            changes.append(f"this change removes profile {name}")
+            continue
+        for key, was in vars(profile).items():
+            now = getattr(ours[name], key)
+            if now != was:
+                changes.append(f"this change moves {key} of profile {name} from {was} to {now}")
+    return changes
+
+
 def summary(
     folder: Path,
     main_dir: Path | None = None,
     note: str | None = None,
     seeds: list[int] | None = None,
     names: list[str] | None = None,
+    budgets_path: Path = paths.PYPROJECT,
+    jobs: dict | None = None,
 ) -> tuple[bool, str]:
-    """The verdict over the profiles' runs, and the job summary in Markdown. Each profile named
-    (default: every one in pyproject.toml) must have a finished run for each of `seeds`
-    (default: [tool.gate.seeds] ci), and nothing else may be there."""
-    seeds = budgets.seeds("ci") if seeds is None else seeds
-    runs = gather(folder)
-    profiles = budgets.load_profiles()
+    """The verdict over the profiles' runs, and the job summary in Markdown.
+
+    The runs are judged by the budgets in `budgets_path` (in a pull request, the base branch's
+    pyproject.toml, so that a change cannot lower its own bar). Each profile named (default:
+    every one there) must have a finished run for each of `seeds` (default: its [tool.gate.seeds]
+    ci), nothing else may be there, and every job in `jobs` must have succeeded."""
+    try:
+        profiles = budgets.load_profiles(budgets_path)
+        seeds = budgets.seeds("ci", budgets_path) if seeds is None else seeds
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ReportError(f"cannot read the budgets in {budgets_path} ({err})") from None
+    failed_jobs = jobs_problems(jobs or {})
+    try:
+        runs = gather(folder)
+    except ReportError as err:
+        if not failed_jobs:
+            raise
+        runs, failed_jobs = [], [*failed_jobs, str(err)]  # the jobs say why
     unknown = sorted(set(names or []) - set(profiles))
     if unknown:
-        raise ReportError(f"no profile {', '.join(unknown)} in pyproject.toml")
+        raise ReportError(f"no profile {', '.join(unknown)} in {budgets_path}")
+    changes = []
+    if Path(budgets_path).resolve() != paths.PYPROJECT.resolve():
+        changes = budget_changes(profiles, budgets.load_profiles())
     profiles = {name: profiles[name] for name in names or profiles}
     parts, passed = ["## Model gate\n"], True
     strays = sorted({r.name for r in runs} - set(profiles))
@@ -325,14 +372,20 @@ def summary(
         if not any(r.name == name and r.seed == seed for r in runs)
     ]  # fmt: skip
     problems = [
-        *(f"{name}: no profile in pyproject.toml has this name" for name in strays),
+        *failed_jobs,
+        *(f"{name}: no profile in {budgets_path} has this name" for name in strays),
         *(f"{run}: not one of the seeds asked for ({seeds})" for run in unasked),
         *(f"{run}: no finished run" for run in missing),
         *(f"{path} never finished ({paths.INCOMPLETE})" for path in unfinished(folder)),
     ]
+    if changes:
+        parts.append(
+            f"Judged by the budgets of {budgets_path}, not this change's own: "
+            + "; ".join(changes) + ".\n"
+        )  # fmt: skip
     if problems:
         passed = False
-        parts.append("### **FAIL**: the runs asked for are not all here\n")
+        parts.append("### **FAIL**: the gate did not run as asked\n")
         parts.append("\n".join(f"- {p}" for p in problems) + "\n")
     for name in profiles:
         group = [r for r in runs if r.name == name and r.seed in seeds]
@@ -362,9 +415,18 @@ def main(argv: list[str] | None = None) -> None:
         type=lambda text: text.split(","),
         help="the profiles that must be there, e.g. 8k (default: every one)",
     )
+    parser.add_argument(
+        "--budgets", type=Path, default=paths.PYPROJECT,
+        help="the pyproject.toml whose budgets and seeds judge the runs (default: this one)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--jobs", type=json.loads, help="GitHub's needs context as JSON: every job must succeed"
+    )
     args = parser.parse_args(argv)
     try:
-        passed, text = summary(args.runs, args.main, args.main_note, args.seeds, args.profile)
+        passed, text = summary(
+            args.runs, args.main, args.main_note, args.seeds, args.profile, args.budgets, args.jobs
+        )
     except ReportError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(text)

@@ -30,12 +30,22 @@ def find(api: str, repo: str, token: str) -> str:
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            runs = json.load(response).get("workflow_runs", [])
-    except (urllib.error.URLError, TimeoutError, ValueError) as err:
-        return f"note=Could not ask GitHub for main's last gate run ({err})."
+            answer = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        return f"note=Could not ask GitHub for main's last gate run ({one_line(err)})."
+    runs = answer.get("workflow_runs") if isinstance(answer, dict) else None
+    if not isinstance(runs, list):
+        return "note=GitHub's answer about main's gate runs had no list of runs."
     if not runs:
         return "note=Main has no successful gate run to compare with yet."
-    return f"run-id={runs[0]['id']}"
+    run_id = runs[0].get("id") if isinstance(runs[0], dict) else None
+    if not isinstance(run_id, int) or isinstance(run_id, bool):
+        return "note=GitHub's answer about main's last gate run had no run id."
+    return f"run-id={run_id}"
+
+
+def one_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:200]
 
 
 def main() -> None:

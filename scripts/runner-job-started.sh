@@ -1,28 +1,61 @@
-#!/usr/bin/env bash
-# Job-started hook for the self-hosted GPU runner: refuses every pull request whose code comes from
-# another repository (a fork), whatever the workflow file it brings says.
+#!/bin/bash
+# Job-started hook for the self-hosted GPU runner: admits only the events the workflows use, and
+# refuses every pull request whose code comes from another repository (a fork), whatever the
+# workflow file it brings says.
 #
 # For a pull_request event GitHub runs the workflow file from the pull request's own merge commit,
-# so a fork can delete the `if:` that keeps it off this runner. This hook runs on the runner, before
-# any step of any job, from a file the pull request cannot change. Install it outside the runner's
-# folder and point the runner at it, in the runner's .env file:
+# so a fork can delete the `if:` that keeps it off this runner. This hook runs on the runner, from
+# a file the pull request cannot change. Install it outside the runner's folder, owned by root,
+# and point the runner at it in its .env file (also owned by root):
 #
 #     ACTIONS_RUNNER_HOOK_JOB_STARTED=/opt/mnist-gate/runner-job-started.sh
 #
-# It reads the event from GITHUB_EVENT_PATH; a non-zero exit stops the job before it starts.
+# A hook's non-zero exit does not stop a job's `if: always()` steps nor an action's `pre:` script
+# (actions/runner#2811), so a refusal ends the job's worker process itself (Runner.Worker, an
+# ancestor of this hook), then exits 1. Interpreters are called by absolute path: nothing on the
+# job's PATH is run.
 set -euo pipefail
 
-python3 - <<'PY'
+exec /usr/bin/python3 -I - <<'PY'
 import json
 import os
+import signal
 import sys
+
+EVENTS = {"push", "pull_request", "workflow_dispatch", "schedule", "merge_group"}
+WORKER = "Runner.Worker"
+
+
+def worker() -> int | None:
+    """The nearest ancestor process named Runner.Worker, from /proc."""
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/comm") as file:
+                name = file.read().strip()
+            with open(f"/proc/{pid}/stat") as file:
+                parent = int(file.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        if name == WORKER:
+            return pid
+        pid = parent
+    return None
 
 
 def refuse(reason: str) -> None:
-    print(f"::error::runner hook: {reason}; this self-hosted runner takes no code from forks")
+    pid = worker()
+    ended = f"; ended {WORKER} (process {pid})" if pid else f"; no {WORKER} process found"
+    print(f"::error::runner hook: {reason}; this self-hosted runner takes no code from forks"
+          f"{ended}", flush=True)
+    if pid:
+        os.kill(pid, signal.SIGKILL)
     sys.exit(1)
 
 
+name = os.environ.get("GITHUB_EVENT_NAME", "")
+if name not in EVENTS:
+    refuse(f"event {name or '(none)'} is not one this runner takes ({', '.join(sorted(EVENTS))})")
 path = os.environ.get("GITHUB_EVENT_PATH")
 if not path:
     refuse("GITHUB_EVENT_PATH is not set, so the event cannot be checked")
@@ -34,8 +67,8 @@ except (OSError, ValueError) as err:
 if not isinstance(event, dict):
     refuse(f"the event at {path} is not a JSON object")
 
-pull = event.get("pull_request")
-if pull is not None:
+if name == "pull_request":
+    pull = event.get("pull_request") or {}
     base = (event.get("repository") or {}).get("full_name")
     head = ((pull.get("head") or {}).get("repo") or {}).get("full_name")
     if not base or head != base:

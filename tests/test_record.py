@@ -45,11 +45,15 @@ def damaged(tmp_path, change) -> str:
         (lambda d: d.update(parameters=True), "parameters is True"),
         (lambda d: d.update(test_correct=10_001), "10001 correct of 10000 test images"),
         (lambda d: d.update(epochs=15), "3 epochs of history for 15 epochs"),
-        (lambda d: d.update(test_correct=9_000), "accuracy 0.995 is not 9000/10000"),
+        (lambda d: d.update(test_correct=9_000), "0.995 is not 9000/10000"),
         (lambda d: d["history"][0].pop("lr"), "history[0] has no lr"),
+        (lambda d: d["history"][-1].update(test_acc=float("nan")), "accuracy nan is not"),
+        (lambda d: d.update(final_test_acc=1.5), "final_test_acc 1.5 is not 9950/10000"),
+        (lambda d: d.update(final_test_acc=float("inf")), "final_test_acc inf is not"),
     ],
     ids=["no version", "newer version", "missing field", "string seed", "bool count",
-         "more correct than images", "short history", "accuracy contradicts", "bad epoch"],
+         "more correct than images", "short history", "accuracy contradicts", "bad epoch",
+         "nan history", "final 1.5", "final inf"],
 )  # fmt: skip
 def test_a_damaged_record_is_refused_by_name(tmp_path, change, message):
     assert message in damaged(tmp_path, change)

@@ -1,6 +1,7 @@
 """The verdict knows its noise: the statistics against values worked out by hand or published, the
 summary for one seed and for three, and the paired comparison with main."""
 
+import json
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -221,3 +222,64 @@ def test_a_deferred_seed_is_held_to_its_own_budget_only(monkeypatch, tmp_path):
     slow_tier(monkeypatch, tmp_path, [record(0.9931)], defer=True)  # the verdict job judges it
     with pytest.raises(pytest.fail.Exception, match="seed 0: trained 16 epochs"):
         slow_tier(monkeypatch, tmp_path, [record(0.9950, epochs=16)], defer=True)
+
+
+def passing_runs(folder, seeds=(0,)):
+    for name, model in (("8k", "Net"), ("25k", "Net25k")):
+        for seed in seeds:
+            save(folder / f"gate-{name}-seed{seed}", record(seed=seed, profile=name, model=model))
+
+
+def ci_verdict(folder, *argv) -> int:
+    """The CI verdict job's command on folder: its exit status (0 is a green required check)."""
+    with pytest.raises(SystemExit) as exit:
+        verdict.main([str(folder), "--seeds", "0,1", *argv])
+    return exit.value.code
+
+
+SUCCESS = {"result": "success"}
+
+
+@pytest.mark.parametrize(
+    "gate_job, status",
+    [("success", 0), ("failure", 1), ("cancelled", 1), ("skipped", 1)],
+)
+def test_the_required_check_is_green_only_when_every_gate_job_succeeded(tmp_path, gate_job, status):
+    passing_runs(tmp_path, seeds=(0, 1))  # every run there and passing
+    jobs = json.dumps({"seeds": SUCCESS, "gate": {"result": gate_job}})
+    assert ci_verdict(tmp_path, "--jobs", jobs) == status
+
+
+def test_a_dead_seed_job_or_a_missing_profile_fails_the_verdict(tmp_path, capsys):
+    passing_runs(tmp_path, seeds=(0,))  # seed 1's job died before uploading anything
+    assert ci_verdict(tmp_path) == 1
+    assert "- 8k seed 1: no finished run" in capsys.readouterr().out
+    (tmp_path / "gate-25k-seed0" / "metrics.json").unlink()
+    assert ci_verdict(tmp_path, "--seeds", "0") == 1
+
+
+def test_a_seeds_job_that_failed_leaves_a_failing_verdict_not_a_skipped_one(tmp_path, capsys):
+    jobs = json.dumps({"seeds": {"result": "failure"}, "gate": {"result": "skipped"}})
+    assert ci_verdict(tmp_path, "--jobs", jobs) == 1
+    out = capsys.readouterr().out
+    assert "- job seeds ended failure" in out and "- job gate ended skipped" in out
+
+
+def test_a_rerun_seed_joins_the_seeds_that_passed_before(tmp_path):
+    # Artifacts are named by run and seed, not attempt: a re-run job overwrites its own seed's.
+    passing_runs(tmp_path / "gate-gpu-7-seed0", seeds=(0,))
+    passing_runs(tmp_path / "gate-gpu-7-seed1", seeds=(1,))
+    assert ci_verdict(tmp_path, "--jobs", json.dumps({"seeds": SUCCESS, "gate": SUCCESS})) == 0
+
+
+def test_a_pull_request_is_judged_by_the_base_branchs_budgets(tmp_path, capsys):
+    passing_runs(tmp_path / "runs", seeds=(0, 1))
+    base = tmp_path / "base.toml"
+    stricter = paths.PYPROJECT.read_text().replace("min_accuracy = 0.994", "min_accuracy = 0.996")
+    base.write_text(stricter)
+    assert ci_verdict(tmp_path / "runs", "--budgets", str(base)) == 1  # 99.50% < 99.60%
+    out = capsys.readouterr().out
+    assert "this change moves min_accuracy of profile 8k from 0.996 to 0.994" in out
+    base.write_text(paths.PYPROJECT.read_text())
+    assert ci_verdict(tmp_path / "runs", "--budgets", str(base)) == 0
+    assert "this change moves" not in capsys.readouterr().out

@@ -1,10 +1,13 @@
 """The GitHub workflows keep their promises: checked offline, on every run of the fast tier."""
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -85,8 +88,10 @@ def test_the_readme_and_ci_name_the_same_commands():
 
 def test_the_fast_job_lints_and_runs_the_fast_tier_once_per_change():
     fast = load("fast.yml")
-    # Pushes to main, and pull requests: a branch's push is covered by its pull request.
-    assert fast["on"]["push"] == {"branches": ["main"]} and "pull_request" in fast["on"]
+    # Pushes to main, pull requests and the merge queue: a branch's push is covered by its pull
+    # request.
+    assert fast["on"]["push"] == {"branches": ["main"]}
+    assert "pull_request" in fast["on"] and "merge_group" in fast["on"]
     job = fast["jobs"]["checks"]
     assert FAST_COMMAND in runs(job) and "ruff check ." in runs(job)
 
@@ -139,10 +144,12 @@ def test_the_gate_job_runs_the_slow_tier_and_uploads_each_seed():
     # Failing checks become error annotations on GitHub (the plugin is idle elsewhere).
     assert "pytest-github-actions-annotate-failures==" in (ROOT / "requirements.txt").read_text()
     upload = next(s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact"))
-    assert "${{ matrix.seed }}" in upload["with"]["name"]
-    assert (
-        "${{ github.run_id }}" in upload["with"]["name"] and upload["with"]["retention-days"] <= 30
-    )
+    name = upload["with"]["name"]
+    assert "${{ matrix.seed }}" in name and "${{ github.run_id }}" in name
+    # "Re-run failed jobs" replaces the failed seed's artifact and keeps the others: no attempt
+    # in the name, and overwriting allowed.
+    assert "run_attempt" not in name and upload["with"]["overwrite"] is True
+    assert upload["with"]["retention-days"] <= 30
 
 
 def test_seeds_become_a_job_matrix_read_from_pyproject():
@@ -171,13 +178,19 @@ def test_the_torch_pins_are_read_from_requirements():
 def test_one_hosted_job_gathers_every_seed_and_gives_the_verdict():
     jobs = load("gate-run.yml")["jobs"]
     verdict = jobs["verdict"]
-    assert verdict["needs"] == "gate" and "always()" in verdict["if"]
+    # Always, and told how every job it needs ended: a skipped required check counts as passed.
+    assert verdict["needs"] == ["seeds", "gate"] and verdict["if"] == "always()"
     assert verdict["runs-on"].startswith("ubuntu")  # GitHub-hosted: no GPU runner held for it
     commands = runs(verdict)
     assert not any("torch" in run for run in commands), "the verdict needs no torch"
     assert any(run.startswith("pip install") and "numpy==" in run for run in commands)
     final = next(run for run in commands if "$GITHUB_STEP_SUMMARY" in run)
-    assert "python -m mnist_gate.verdict runs/this" in final and "--main runs/main" in final
+    assert 'python -m mnist_gate.verdict runs/this --jobs "$JOBS"' in final
+    assert "--budgets base/pyproject.toml --main runs/main" in final
+    env = next(s for s in steps(verdict) if "$GITHUB_STEP_SUMMARY" in s.get("run", ""))["env"]
+    assert env["JOBS"] == "${{ toJSON(needs) }}"
+    base = next(s for s in steps(verdict) if s.get("with", {}).get("path") == "base")
+    assert base["with"]["ref"] == "${{ github.base_ref }}"
     # It downloads exactly the artifacts the matrix uploaded, from this run and attempt.
     upload = next(
         s for s in steps(jobs["gate"]) if s.get("uses", "").startswith("actions/upload-artifact")
@@ -203,7 +216,7 @@ def test_each_gate_kind_uploads_under_its_own_artifact_name():
         for s in steps(load("gate-run.yml")["jobs"]["gate"])
         if s.get("uses", "").startswith("actions/upload-artifact")
     )
-    callers = load("gate.yml")["jobs"]
+    callers = {k: job for k, job in load("gate.yml")["jobs"].items() if "with" in job}
     names = {
         evaluate(upload["with"]["name"].replace("inputs.kind", f"'{job['with']['kind']}'")
                  .replace("matrix.seed", "0"), run_id=5, run_attempt=1)
@@ -235,20 +248,87 @@ def test_the_badges_show_main_pushes_only():
         assert badge and badge.group(1) == "?branch=main&event=push", f"{name} badge: {badge}"
 
 
-def test_the_gpu_gate_runs_on_a_self_hosted_gpu_runner_and_never_for_forks():
+def jobs_that_run(event: str, fork: bool = False) -> set[str]:
+    """The gate.yml jobs whose `if:` holds for an event, worked out as GitHub would."""
+    repository = "owner/mnist-gate"
+    head = SimpleNamespace(repo=SimpleNamespace(full_name="someone/mnist-gate" if fork else
+                                                repository))  # fmt: skip
+    github = {
+        **EVENTS.get(event, {"event_name": event, "ref": "refs/heads/main"}),
+        "repository": repository, "event": SimpleNamespace(pull_request=SimpleNamespace(head=head)),
+    }  # fmt: skip
+    found = set()
+    for name, job in load("gate.yml")["jobs"].items():
+        condition = " ".join(job.get("if", "true").split()).replace("always()", "True")
+        if evaluate("${{ " + condition + " }}", **github) is True:
+            found.add(name)
+    return found
+
+
+@pytest.mark.parametrize(
+    "event, fork, expected",
+    [
+        ("push", False, {"gpu", "gate"}),
+        ("pull_request", False, {"gpu", "gate"}),
+        ("pull_request", True, {"cpu", "gate"}),  # never the self-hosted runner
+        ("merge_group", False, {"gpu", "gate"}),
+        ("workflow_dispatch", False, {"gpu", "cpu", "gate"}),
+        ("schedule", False, {"gpu", "cpu", "gate"}),  # keeps main's result fresh
+    ],
+)
+def test_each_event_runs_the_gate_it_needs(event, fork, expected):
+    assert jobs_that_run(event, fork) == expected
+
+
+def test_the_gpu_gate_runs_on_a_self_hosted_gpu_runner_and_the_cpu_gate_on_hosted_ones():
     gate = load("gate.yml")
-    gpu = gate["jobs"]["gpu"]
-    assert gpu["with"]["runner"].startswith('["self-hosted"') and '"gpu"' in gpu["with"]["runner"]
-    assert "github.event.pull_request.head.repo.full_name == github.repository" in gpu["if"]
-    assert {"push", "pull_request", "workflow_dispatch"} <= set(gate["on"])
+    gpu, cpu = gate["jobs"]["gpu"]["with"], gate["jobs"]["cpu"]["with"]
+    assert gpu["runner"].startswith('["self-hosted"') and '"gpu"' in gpu["runner"]
+    assert cpu["runner"] == '"ubuntu-24.04"' and "cpu" in cpu["torch-index"]
+    assert {"push", "pull_request", "merge_group", "workflow_dispatch", "schedule"} <= set(
+        gate["on"]
+    )
     assert gate["on"]["push"]["branches"] == ["main"]
     for path in FILES:
         assert "pull_request_target" not in path.read_text(), path.name
 
 
-def test_a_cpu_gate_exists_for_those_without_a_gpu_runner():
-    cpu = load("gate.yml")["jobs"]["cpu"]
-    assert "ubuntu" in cpu["with"]["runner"] and "workflow_dispatch" in cpu["if"]
+def test_hosted_gates_run_the_pinned_python():
+    job = load("gate-run.yml")["jobs"]["gate"]
+    setup = next(s for s in steps(job) if s.get("uses", "").startswith("actions/setup-python"))
+    assert setup["if"] == "inputs.kind != 'gpu'" and setup["with"]["python-version"] == "3.11"
+
+
+REQUIRED = ROOT / "scripts" / "required_gate.py"
+
+
+@pytest.mark.parametrize(
+    "event, fork, gpu, cpu, passes",
+    [
+        ("push", "false", "success", "skipped", True),
+        ("push", "false", "failure", "skipped", False),
+        ("push", "false", "cancelled", "skipped", False),
+        ("pull_request", "false", "skipped", "skipped", False),  # the gpu gate never ran
+        ("pull_request", "true", "skipped", "success", True),
+        ("pull_request", "true", "skipped", "failure", False),
+        ("merge_group", "false", "success", "skipped", True),
+        ("workflow_dispatch", "false", "success", "failure", True),  # the CPU run informs
+        ("schedule", "false", "failure", "success", False),
+    ],
+)  # fmt: skip
+def test_the_one_required_check_passes_only_when_the_gate_its_event_needs_passed(
+    event, fork, gpu, cpu, passes
+):
+    job = load("gate.yml")["jobs"]["gate"]
+    assert job["needs"] == ["gpu", "cpu"] and job["if"].startswith("always()")
+    assert "python3 scripts/required_gate.py" in runs(job)
+    jobs = json.dumps({"gpu": {"result": gpu}, "cpu": {"result": cpu}})
+    result = subprocess.run(
+        [sys.executable, str(REQUIRED)], capture_output=True, text=True,
+        env={"EVENT": event, "FORK": fork, "JOBS": jobs, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert (result.returncode == 0) is passes, result.stdout + result.stderr
+    assert len((result.stdout + result.stderr).strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name, job", list(all_jobs()), ids=[name for name, _ in all_jobs()])
@@ -285,38 +365,183 @@ def pull_request(head: str | None) -> dict:
     }
 
 
+def hook(tmp_path, name: str | None, event: dict | None, path: str = "/usr/bin:/bin", runner=()):
+    """The hook as the runner starts it: GITHUB_EVENT_NAME, the event file, the job's PATH; under
+    `runner` (a command that runs it), else on its own."""
+    env = {"PATH": path}
+    if name is not None:
+        env["GITHUB_EVENT_NAME"] = name
+    if event is not None:
+        (tmp_path / "event.json").write_text(json.dumps(event))
+        env["GITHUB_EVENT_PATH"] = str(tmp_path / "event.json")
+    command = [*runner, f"bash {HOOK} && echo the job goes on"] if runner else ["bash", str(HOOK)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize(
-    "event, allowed",
+    "name, event, allowed",
     [
-        (pull_request("owner/mnist-gate"), True),
-        (pull_request("someone/mnist-gate"), False),
-        (pull_request(None), False),  # the fork was deleted
-        ({"ref": "refs/heads/main", "repository": REPO}, True),  # push
-        ({"schedule": "17 4 * * 1", "repository": REPO}, True),
-        ({"inputs": {}, "ref": "refs/heads/main", "repository": REPO}, True),  # workflow_dispatch
+        ("pull_request", pull_request("owner/mnist-gate"), True),
+        ("pull_request", pull_request("someone/mnist-gate"), False),
+        ("pull_request", pull_request(None), False),  # the fork was deleted
+        ("push", {"ref": "refs/heads/main", "repository": REPO}, True),
+        ("schedule", {"schedule": "17 4 * * 1", "repository": REPO}, True),
+        ("workflow_dispatch", {"inputs": {}, "ref": "refs/heads/main", "repository": REPO}, True),
+        ("merge_group", {"merge_group": {}, "repository": REPO}, True),
+        ("pull_request_target", pull_request("someone/mnist-gate"), False),
+        ("issue_comment", {"repository": REPO}, False),
+        ("some_future_event", {"repository": REPO}, False),
+        (None, {"repository": REPO}, False),
     ],
     ids=["same-repo pull request", "fork pull request", "deleted fork", "push", "schedule",
-         "dispatch"],
+         "dispatch", "merge queue", "pull_request_target", "comment", "unknown", "no name"],
 )  # fmt: skip
-def test_the_runner_hook_refuses_pull_requests_from_forks(tmp_path, event, allowed):
-    path = tmp_path / "event.json"
-    path.write_text(json.dumps(event))
-    result = subprocess.run(
-        ["bash", str(HOOK)], env={"GITHUB_EVENT_PATH": str(path), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True,
-    )  # fmt: skip
+def test_the_runner_hook_admits_only_the_events_the_workflows_use(tmp_path, name, event, allowed):
+    result = hook(tmp_path, name, event)
     if allowed:
         assert result.returncode == 0, result.stdout + result.stderr
     else:
         assert result.returncode != 0
         lines = result.stdout.strip().splitlines()
-        assert len(lines) == 1 and "pull request #7 comes from" in lines[0], result.stdout
+        assert len(lines) == 1 and lines[0].startswith("::error::runner hook: "), result.stdout
 
 
 def test_the_runner_hook_refuses_when_it_cannot_read_the_event(tmp_path):
-    for env in ({}, {"GITHUB_EVENT_PATH": str(tmp_path / "missing.json")}):
-        result = subprocess.run(
-            ["bash", str(HOOK)], env={**env, "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True,
-        )  # fmt: skip
+    for event_path in (None, str(tmp_path / "missing.json")):
+        env = {"PATH": "/usr/bin:/bin", "GITHUB_EVENT_NAME": "push"}
+        if event_path:
+            env["GITHUB_EVENT_PATH"] = event_path
+        result = subprocess.run(["bash", str(HOOK)], env=env, capture_output=True, text=True)
         assert result.returncode != 0 and "runner hook:" in result.stdout
+
+
+def test_the_runner_hook_ends_the_jobs_worker_process(tmp_path):
+    # A process named Runner.Worker that runs the hook, then would go on to the job's steps.
+    worker = tmp_path / "Runner.Worker"
+    worker.symlink_to("/bin/bash")
+    refused = hook(tmp_path, "pull_request", pull_request("someone/mnist-gate"),
+                   runner=(str(worker), "-c"))  # fmt: skip
+    assert refused.returncode == -signal.SIGKILL, refused.stdout + refused.stderr
+    assert "ended Runner.Worker (process" in refused.stdout
+    assert "the job goes on" not in refused.stdout
+    admitted = hook(tmp_path, "push", {"repository": REPO}, runner=(str(worker), "-c"))
+    assert admitted.returncode == 0 and admitted.stdout == "the job goes on\n"
+
+
+def test_the_runner_hook_runs_nothing_from_the_jobs_path(tmp_path):
+    # A python3 (and an env) early on PATH that would admit anything.
+    for name in ("python3", "python", "env"):
+        fake = tmp_path / "bin" / name
+        fake.parent.mkdir(exist_ok=True)
+        fake.write_text("#!/bin/sh\nexit 0\n")
+        fake.chmod(0o755)
+    result = hook(tmp_path, "pull_request", pull_request("someone/mnist-gate"),
+                  path=f"{tmp_path / 'bin'}:/usr/bin:/bin")  # fmt: skip
+    assert result.returncode != 0 and "comes from someone/mnist-gate" in result.stdout
+
+
+MAIN_RUN = ROOT / "scripts" / "main_gate_run.py"
+
+
+@pytest.mark.parametrize(
+    "body, output",
+    [
+        (b'{"workflow_runs": [{"id": 42}]}', "run-id=42"),
+        (b'{"workflow_runs": []}', "note=Main has no successful gate run to compare with yet."),
+        (b'{"workflow_runs": [{"id": 4', "note=Could not ask GitHub"),
+        (b"[1, 2]", "note=GitHub's answer about main's gate runs had no list of runs."),
+        (b'{"workflow_runs": [{"id": "x"}]}', "note=GitHub's answer about main's last gate run"),
+        (b'{"workflow_runs": ["x"]}', "note=GitHub's answer about main's last gate run"),
+    ],
+    ids=["a run", "none yet", "truncated", "not an object", "odd id", "odd run"],
+)  # fmt: skip
+def test_mains_last_gate_run_is_a_run_id_or_a_sentence_never_a_failure(body, output):
+    import http.server
+    import threading
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    env = {"GITHUB_REPOSITORY": "o/r", "GITHUB_TOKEN": "t", "PATH": "/usr/bin:/bin",
+           "GITHUB_API_URL": f"http://127.0.0.1:{server.server_address[1]}"}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(MAIN_RUN)], env=env, capture_output=True, text=True, timeout=60
+    )
+    server.server_close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(output) and result.stdout.count("\n") == 1, result.stdout
+
+
+GATE_ENV = ROOT / "scripts" / "gate-env.sh"
+STUB_PYTHON = """#!/bin/bash
+# python3 as gate-env.sh uses it: --version, and -m venv DIR, whose pip logs what it installs and
+# whose python imports when $STUB_IMPORTS says so.
+if [ "$1" = --version ]; then echo "Python 3.11.0"; exit 0; fi
+if [ "$1 $2" = "-m venv" ]; then
+    mkdir -p "$3/bin"
+    printf '#!/bin/bash\\necho "pip $*" >> "$STUB_LOG"\\n' > "$3/bin/pip"
+    printf '#!/bin/bash\\n[ "$STUB_IMPORTS" = yes ]\\n' > "$3/bin/python"
+    chmod +x "$3/bin/pip" "$3/bin/python"
+    exit 0
+fi
+exit 2
+"""
+
+
+def gate_env(tmp_path, index: str, imports: str = "yes"):
+    stub = tmp_path / "stub" / "python3"
+    if not stub.exists():
+        stub.parent.mkdir()
+        stub.write_text(STUB_PYTHON)
+        stub.chmod(0o755)
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "GATE_ENV_ROOT": str(tmp_path / "envs"), "STUB_LOG": str(tmp_path / "pip.log"),
+           "STUB_IMPORTS": imports}  # fmt: skip
+    return subprocess.run(["bash", str(GATE_ENV), index], env=env, capture_output=True, text=True)
+
+
+def pip_calls(tmp_path) -> list[str]:
+    log = tmp_path / "pip.log"
+    calls = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return calls
+
+
+def test_the_gate_environment_is_built_once_read_only_and_reused(tmp_path):
+    first = gate_env(tmp_path, "https://index/a")
+    assert first.returncode == 0, first.stderr
+    env = first.stdout.strip().removesuffix("/bin")
+    calls = pip_calls(tmp_path)
+    assert len(calls) == 2 and "torch==" in calls[0] and "--index-url https://index/a" in calls[0]
+    assert not os.access(env, os.W_OK) or os.geteuid() == 0  # root writes anywhere
+    assert not (os.stat(env).st_mode & 0o222), "a job could change what the next one reuses"
+    again = gate_env(tmp_path, "https://index/a")
+    assert again.stdout == first.stdout and pip_calls(tmp_path) == []
+    assert "reusing" in again.stderr
+
+
+def test_an_environment_that_no_longer_imports_is_rebuilt(tmp_path):
+    gate_env(tmp_path, "https://index/a")
+    pip_calls(tmp_path)
+    broken = gate_env(tmp_path, "https://index/a", imports="no")
+    assert broken.returncode != 0  # rebuilt, and the rebuilt one still does not import
+    assert "building" in broken.stderr and len(pip_calls(tmp_path)) == 2
+
+
+def test_the_gate_environments_disk_is_bounded(tmp_path):
+    for index in ("a", "b", "c", "d", "e"):
+        assert gate_env(tmp_path, f"https://index/{index}").returncode == 0
+        time.sleep(0.01)  # distinct modification times
+    envs = sorted((tmp_path / "envs").glob("venv-*"))
+    assert len(envs) == 3
+    latest = gate_env(tmp_path, "https://index/e").stdout.strip().removesuffix("/bin")
+    assert latest in map(str, envs)
+    assert "PIP_NO_CACHE_DIR=1" in GATE_ENV.read_text()  # pip's own cache never grows

@@ -1,0 +1,45 @@
+"""The one required check of the gate workflow: pass only when the gate this event needs passed.
+
+    EVENT=pull_request FORK=false JOBS='{"gpu": {"result": "success"}}' python3 required_gate.py
+
+A pull request from a fork needs the CPU gate on a GitHub-hosted runner (it never reaches the
+self-hosted one); every other event needs the GPU gate. A job that failed, was cancelled or was
+skipped fails this check, which is why it runs always: branch protection counts a skipped check
+as passed. Standard library only; prints one line, and exits 1 on failure.
+"""
+
+import json
+import os
+import sys
+
+
+def needed(event: str, fork: bool) -> str:
+    return "cpu" if event == "pull_request" and fork else "gpu"
+
+
+def failure(event: str, fork: bool, jobs: dict) -> str | None:
+    """Why the check fails, or None when the gate this event needs succeeded."""
+    job = needed(event, fork)
+    result = (jobs.get(job) or {}).get("result", "missing")
+    if result != "success":
+        source = " from a fork" if fork else ""
+        return f"the {job} gate, which a {event} event{source} needs, ended {result}"
+    return None
+
+
+def main() -> None:
+    try:
+        jobs = json.loads(os.environ.get("JOBS", ""))
+    except ValueError:
+        jobs = None
+    if not isinstance(jobs, dict):
+        sys.exit("required gate: JOBS is not GitHub's needs context as a JSON object")
+    event, fork = os.environ.get("EVENT", ""), os.environ.get("FORK") == "true"
+    why = failure(event, fork, jobs)
+    if why:
+        sys.exit(f"required gate: {why}")
+    print(f"required gate: the {needed(event, fork)} gate passed")
+
+
+if __name__ == "__main__":
+    main()
