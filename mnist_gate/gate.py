@@ -1,14 +1,13 @@
 """The one path from a profile to what its verdict judges: train the profile once per seed, as
-`python train.py --profile NAME --seed N` would (reports included), and check that each saved
-checkpoint reproduces the accuracy its record claims.
+`python train.py --profile NAME --seed N` would (reports included), check that each saved
+checkpoint reproduces the accuracy its record claims, and judge the seeds together.
 
-    records = gate.train_profile(profile, seeds)     # the slow tier and CI's seed jobs
-    verdict.judge(profile, records)                  # the verdict on them
+    gate.train_seed(profile, seed)       # a slow-tier test each (pytest-xdist runs them at once)
+    gate.judge_seeds(profile, seeds)     # the verdict on them, once every seed has trained
 
 Each seed's run goes to runs/gate-<profile>-seed<N>/, replacing the seed's earlier gate run.
 """
 
-import contextlib
 import shutil
 from pathlib import Path
 
@@ -16,47 +15,50 @@ import torch
 
 import train
 
-from . import networks, paths, settings
+from . import networks, paths, record, settings, verdict
 from .budgets import GateError, Profile
 from .data import load_mnist
 from .images import evaluate
 from .record import Record
+from .verdict import Verdict
 
 
-def folder(profile: Profile, seed: int, runs: Path = paths.RUNS) -> Path:
-    return runs / f"gate-{profile.name}-seed{seed}"
+def folder(profile: Profile, seed: int, runs: Path | None = None) -> Path:
+    """runs/gate-<profile>-seed<N>/, in paths.RUNS unless told otherwise."""
+    return (runs or paths.RUNS) / f"gate-{profile.name}-seed{seed}"
 
 
-def config(profile: Profile, seed: int, runs: Path = paths.RUNS) -> train.Config:
+def config(profile: Profile, seed: int, runs: Path | None = None, threads: int = 0) -> train.Config:
     """What `python train.py --profile NAME --seed N` trains, into the gate's folder."""
     out = folder(profile, seed, runs)
-    return settings.for_profile(train.Config, profile.name, seed=seed, out=out, progress=False)
+    return settings.for_profile(
+        train.Config, profile.name, seed=seed, out=out, threads=threads, progress=False
+    )
 
 
-def train_profile(profile: Profile, seeds: list[int], runs: Path = paths.RUNS) -> list[Record]:
-    """Every seed of a profile trained, checked and reported; their records, in seed order.
+def train_seed(profile: Profile, seed: int, runs: Path | None = None, threads: int = 0) -> Record:
+    """One seed of a profile trained, checked and reported: its record.
 
-    Each seed's folder is replaced only under that seed's lock, so two gate runs in one checkout
-    (or two pytest-xdist workers) never touch each other's folders: the second to ask for a
-    seed is refused at once."""
-    # Every setting is checked before anything is locked, removed or trained.
-    configs = [config(profile, seed, runs) for seed in seeds]
-    with contextlib.ExitStack() as held:
-        for cfg in configs:
-            lock = runs / f".{cfg.out.name}.lock"
-            busy = f"another gate run in this checkout is training {cfg.out.name} ({lock})"
-            held.enter_context(paths.locked(lock, busy))
-        test = None
-        records = []
-        for cfg in configs:
-            if cfg.out.exists():
-                shutil.rmtree(cfg.out)
-            net, record = train.train(cfg)
-            if test is None:
-                test = load_mnist(cfg.data_dir, ("test",))
-            check_checkpoint(record, net, test)
-            records.append(record)
-    return records
+    The seed's folder is replaced only under that seed's lock, so two gate runs in one checkout
+    (or two pytest-xdist workers) never touch each other's folders: the second to ask for a seed
+    is refused at once."""
+    cfg = config(profile, seed, runs, threads)
+    lock = cfg.out.parent / f".{cfg.out.name}.lock"
+    busy = f"another gate run in this checkout is training {cfg.out.name} ({lock})"
+    with paths.locked(lock, busy):
+        if cfg.out.exists():
+            shutil.rmtree(cfg.out)
+        net, run = train.train(cfg)
+        check_checkpoint(run, net, load_mnist(cfg.data_dir, ("test",)))
+    return run
+
+
+def judge_seeds(profile: Profile, seeds: list[int], runs: Path | None = None) -> Verdict:
+    """The verdict on the profile's gate runs of these seeds, as saved; written beside them to
+    runs/gate-<profile>.md."""
+    judged = verdict.judge(profile, [record.load(folder(profile, s, runs)) for s in seeds])
+    paths.write_text((runs or paths.RUNS) / f"gate-{profile.name}.md", judged.markdown)
+    return judged
 
 
 def check_checkpoint(run: Record, net: torch.nn.Module, test: dict) -> None:

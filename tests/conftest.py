@@ -84,3 +84,61 @@ def pytest_generate_tests(metafunc):
     if "profile" in metafunc.fixturenames:
         profiles = selected_profiles(metafunc.config)
         metafunc.parametrize("profile", profiles, ids=[p.name for p in profiles], scope="session")
+    if "seed" in metafunc.fixturenames:
+        seeds = selected_seeds(metafunc.config)
+        metafunc.parametrize("seed", seeds, ids=[f"seed{s}" for s in seeds])
+
+
+@pytest.fixture(scope="session")
+def threads() -> int:
+    """CPU threads for each training run: the cores split between pytest-xdist workers, so that
+    `-n 2` trains two seeds at once on two cores; 0 (PyTorch's default) without xdist."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+
+
+# The verdict over seeds, once every seed's test has run (in xdist's controller, with -n).
+
+GATE_RUNS: dict[str, list[int]] = {}  # profile -> seeds whose slow-tier test passed
+VERDICTS: list = []  # this session's verdicts, for the terminal summary
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed:
+        for key, value in report.user_properties:
+            if key == "gate_run":
+                name, seed = value
+                GATE_RUNS.setdefault(name, []).append(seed)
+
+
+def session_verdicts(config, ran: dict[str, list[int]]) -> list:
+    """judge() on each profile whose every selected seed trained and kept its budget."""
+    from mnist_gate import gate
+
+    seeds = selected_seeds(config)
+    return [
+        gate.judge_seeds(profile, seeds)
+        for profile in selected_profiles(config)
+        if sorted(ran.get(profile.name, [])) == sorted(seeds)
+    ]
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput") or not GATE_RUNS:
+        return  # an xdist worker, or no slow-tier run
+    if session.config.getoption("--defer-verdict"):
+        return  # CI's verdict job judges every seed together
+    VERDICTS[:] = session_verdicts(session.config, GATE_RUNS)
+    if not all(v.passed for v in VERDICTS):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if VERDICTS:
+        terminalreporter.section("gate verdict")
+    for judged in VERDICTS:
+        seeds = len(judged.records)
+        status = "pass" if judged.passed else "FAIL"
+        terminalreporter.write_line(f"profile {judged.profile.name}, {seeds} seed(s): {status}")
+        for line in judged.failures:
+            terminalreporter.write_line(f"  {line}", red=True)

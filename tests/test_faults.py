@@ -142,7 +142,7 @@ def test_two_gate_runs_never_touch_each_others_folders(tmp_path):
     with paths.locked(tmp_path / f".{folder.name}.lock", "busy"):  # the other gate run
         with pytest.raises(RunFolderError, match=f"another gate run in this checkout is training "
                                                  f"{folder.name}"):  # fmt: skip
-            gate.train_profile(profile, [0], tmp_path)
+            gate.train_seed(profile, 0, tmp_path)
     assert (folder / "theirs").read_text() == "a run in progress"
 
 

@@ -196,32 +196,37 @@ def test_the_verdict_on_several_seeds_is_their_mean():
     assert why.startswith("mean of 3 seeds: final-epoch test accuracy 99.38% is below")
 
 
-def slow_tier(monkeypatch, tmp_path, runs, defer: bool):
-    """The slow tier's test, run on records made here instead of trained."""
+def seed_test(monkeypatch, run):
+    """The slow tier's test of one seed, on a record made here instead of trained."""
     from . import test_gate_slow
 
-    monkeypatch.setattr(paths, "RUNS", tmp_path)
-    monkeypatch.setattr(gate, "train_profile", lambda profile, seeds: runs)
-    options = {"--seeds": None, "--defer-verdict": defer}
-    request = SimpleNamespace(config=SimpleNamespace(getoption=options.get))
-    test_gate_slow.test_the_profile_meets_its_budget(PROFILE, request)
+    monkeypatch.setattr(gate, "train_seed", lambda profile, seed, threads: run)
+    request = SimpleNamespace(node=SimpleNamespace(user_properties=[]))
+    test_gate_slow.test_a_seed_trains_within_its_budget(PROFILE, 0, 0, request)
+    return request.node.user_properties
 
 
-def test_the_slow_tier_fails_with_the_verdicts_own_words(monkeypatch, tmp_path):
-    with pytest.raises(pytest.fail.Exception) as failed:
-        slow_tier(monkeypatch, tmp_path, [record(0.9931)], defer=False)
-    assert str(failed.value) == (
-        "final-epoch test accuracy 99.31% is below the 99.40% threshold of profile 8k by "
-        "0.09 points"
-    )
-    assert "**FAIL**" in (tmp_path / "gate-8k.md").read_text()
-    slow_tier(monkeypatch, tmp_path, [record(0.9940)], defer=False)
-
-
-def test_a_deferred_seed_is_held_to_its_own_budget_only(monkeypatch, tmp_path):
-    slow_tier(monkeypatch, tmp_path, [record(0.9931)], defer=True)  # the verdict job judges it
+def test_a_seed_is_held_to_its_own_budget(monkeypatch):
+    assert seed_test(monkeypatch, record(0.9931)) == [("gate_run", ["8k", 0])]  # accuracy later
     with pytest.raises(pytest.fail.Exception, match="seed 0: trained 16 epochs"):
-        slow_tier(monkeypatch, tmp_path, [record(0.9950, epochs=16)], defer=True)
+        seed_test(monkeypatch, record(0.9950, epochs=16))
+
+
+def test_the_verdict_over_the_seeds_decides_the_slow_tier(monkeypatch, tmp_path):
+    from . import conftest
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    for seed, acc in enumerate((0.9941, 0.9935)):
+        save(gate.folder(PROFILE, seed), record(acc, seed=seed))
+    options = {"--profile": "8k", "--seeds": "0,1"}
+    config = SimpleNamespace(getoption=options.get)
+    assert conftest.session_verdicts(config, {"8k": [0]}) == []  # seed 1 did not pass: no verdict
+    (judged,) = conftest.session_verdicts(config, {"8k": [1, 0]})
+    assert judged.failures == [
+        "mean of 2 seeds: final-epoch test accuracy 99.38% is below the 99.40% threshold of "
+        "profile 8k by 0.02 points"
+    ]
+    assert "2 seeds: **FAIL**" in (tmp_path / "gate-8k.md").read_text()
 
 
 def passing_runs(folder, seeds=(0,)):
