@@ -175,13 +175,16 @@ def seeds_summary(profile: Profile, runs: list[Record], spread: stats.Spread) ->
         table(
             ("", "value", "budget", "result"),
             [
-                ("mean final-epoch test accuracy", f"{spread.mean:.2%}", f">= {threshold:.2%}",
+                # Three decimals: a mean of 99.3967% must not read as the 99.40% it fails.
+                ("mean final-epoch test accuracy", f"{spread.mean:.3%}", f">= {threshold:.2%}",
                  result(accuracy_failed)),
                 ("min / max", f"{spread.low:.2%} / {spread.high:.2%}", "", ""),
-                ("standard deviation over seeds", f"{spread.sd * 100:.3f} points", "", ""),
-                ("95% lower bound on the mean (one-sided, t)", f"{spread.lower_bound:.2%}", "",
-                 ""),
-                ("P(one more run < threshold), normal fit", f"{spread.below:.1%}", "", ""),
+                ("standard deviation over seeds", f"{spread.sd * 100:.3f} points"
+                 + (" (identical runs: no spread to estimate)" if spread.sd == 0 else ""), "", ""),
+                ("95% lower bound on the mean (one-sided, t)",
+                 "n/a" if spread.sd == 0 else f"{spread.lower_bound:.2%}", "", ""),
+                ("P(one more run < threshold), normal fit",
+                 "n/a" if spread.sd == 0 else f"{spread.below:.1%}", "", ""),
                 ("epochs, parameters (every run)", "", f"<= {profile.max_epochs}, "
                  f"< {profile.max_params:,}", result(budget_failed)),
             ],
@@ -210,11 +213,20 @@ def load_predictions(folder: Path) -> np.ndarray | None:
         return None
     try:
         pairs = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:
         raise ReportError(f"{path} is unreadable ({err})") from None
-    if pairs.ndim != 2 or pairs.shape[0] != 2:
-        raise ReportError(f"{path} is not 2 rows of test labels and predictions")
+    if pairs.ndim != 2 or pairs.shape[0] != 2 or pairs.dtype != np.uint8:
+        raise ReportError(f"{path} is not 2 rows of uint8 test labels and predictions")
     return pairs
+
+
+def unpaired(new: np.ndarray, old: np.ndarray) -> str | None:
+    """Why two runs' predictions cannot be compared image by image, or None."""
+    if old.shape != new.shape:
+        return f"main's predictions cover {old.shape[1]:,} images, this change's {new.shape[1]:,}"
+    if not np.array_equal(old[0], new[0]):
+        return "main's predictions are of other test labels, or in another order"
+    return None
 
 
 def paired(new: np.ndarray, old: np.ndarray) -> tuple[int, int, float]:
@@ -246,14 +258,23 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
     if not found:
         why = note or "Main has no successful gate run yet, or its artifact has expired."
         return f"{title}No gate result from main to compare with. {why}\n"
-    rows, missing = [], []
+    rows, missing, unreadable = [], [], []
     for run in sorted(runs, key=lambda r: (r.name, r.seed)):
         same = [m for m in found if m.name == run.name]
         base = next((m for m in same if m.seed == run.seed), same[0] if same else None)
+        name = f"{run.name} seed {run.seed}"
+        try:  # anything wrong on main's side is a sentence, never a failure
+            old = None if base is None else load_predictions(base.folder)
+        except ReportError as err:
+            unreadable.append(f"{name}: {err}")
+            continue
         new = load_predictions(run.folder)
-        old = None if base is None else load_predictions(base.folder)
-        if base is None or new is None or old is None or old.shape != new.shape:
-            missing.append(f"{run.name} seed {run.seed}")
+        if base is None or new is None or old is None:
+            missing.append(name)
+            continue
+        why = unpaired(new, old)
+        if why:
+            unreadable.append(f"{name}: {why}")
             continue
         fixed, broken, p = paired(new, old)
         rows.append((
@@ -271,6 +292,7 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
             f"No paired comparison for {', '.join(missing)}: main's gate result has no test "
             "predictions for it (no such run on main)."
         )
+    parts += [f"No paired comparison for {line}." for line in unreadable]
     return title + "\n\n".join(parts) + "\n"
 
 

@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from mnist_gate import budgets, gate, paths, stats, verdict
@@ -89,7 +90,7 @@ def test_three_seeds_are_judged_on_their_mean(tmp_path):
     assert "Net (profile 8k), 3 seeds: pass" in text
     for seed, acc in ((0, "99.50%"), (1, "99.38%"), (2, "99.45%")):
         assert f"| {seed} | {acc} |" in text
-    assert "| mean final-epoch test accuracy | 99.44% | >= 99.40% | pass |" in text
+    assert "| mean final-epoch test accuracy | 99.443% | >= 99.40% | pass |" in text
     assert "| min / max | 99.38% / 99.50% |" in text
     assert "| standard deviation over seeds | 0.060 points |" in text
     # mean 0.99443, s = 0.000603: 0.99443 - 2.920 * 0.000603 / sqrt(3) = 0.99342.
@@ -288,3 +289,39 @@ def test_a_pull_request_is_judged_by_the_base_branchs_budgets(tmp_path, capsys):
     base.write_text(paths.PYPROJECT.read_text())
     assert ci_verdict(tmp_path / "runs", "--budgets", str(base)) == 0
     assert "this change moves" not in capsys.readouterr().out
+
+
+def test_a_mean_just_under_the_bar_never_reads_as_the_bar(tmp_path):
+    runs = [record(acc, seed=s) for s, acc in enumerate((0.9939, 0.9940, 0.9940))]  # 99.3967%
+    text = verdict.judge(PROFILE, runs).markdown
+    assert "| mean final-epoch test accuracy | 99.397% | >= 99.40% | **FAIL** |" in text
+
+
+def test_identical_seeds_say_their_spread_cannot_be_estimated():
+    runs = [record(0.9950, seed=s) for s in (0, 1, 2)]
+    text = verdict.judge(PROFILE, runs).markdown
+    assert "0.000 points (identical runs: no spread to estimate)" in text
+    assert "| 95% lower bound on the mean (one-sided, t) | n/a |" in text
+    assert "| P(one more run < threshold), normal fit | n/a |" in text
+
+
+@pytest.mark.parametrize(
+    "main_pairs, why",
+    [
+        (predictions([])[:, :9_000], "main's predictions cover 9,000 images, this change's 10,000"),
+        (np.roll(predictions([]), 1, axis=1), "main's predictions are of other test labels"),
+        (predictions([]).astype(np.int64), "is not 2 rows of uint8 test labels and predictions"),
+        (b"\x93NUMPY truncated", "is unreadable"),
+        (b"", "is unreadable"),
+    ],
+    ids=["shorter", "shifted labels", "int64", "truncated", "empty"],
+)
+def test_anything_wrong_with_mains_predictions_is_a_sentence(tmp_path, main_pairs, why):
+    save(tmp_path / "new" / "gate-8k-seed0", record(0.9950))
+    main = save(tmp_path / "main" / "gate-8k-seed0", record(0.9950), kept=False).folder
+    if isinstance(main_pairs, bytes):
+        (main / "test_predictions.npy").write_bytes(main_pairs)
+    else:
+        np.save(main / "test_predictions.npy", main_pairs, allow_pickle=False)
+    passed, text = summary(tmp_path / "new", tmp_path / "main")
+    assert passed and "No paired comparison for 8k seed 0: " in text and why in text, text
