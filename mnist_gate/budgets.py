@@ -35,12 +35,12 @@ def load_profiles(path: Path = PYPROJECT) -> dict[str, Profile]:
     return {name: Profile(name=name, **budget) for name, budget in table.items()}
 
 
-WHERE = ("local", "ci")
+WHERE = ("local", "ci", "reference")
 
 
 def seeds(where: str = "local", path: Path = PYPROJECT) -> list[int]:
-    """The seeds each profile trains: [tool.gate.seeds] local for pytest -m slow, ci for the gate
-    workflow."""
+    """The seeds each profile trains: [tool.gate.seeds] local for pytest -m slow, ci for a pull
+    request's gate, reference for main's."""
     return list(tomllib.loads(path.read_text())["tool"]["gate"]["seeds"][where])
 
 

@@ -273,8 +273,8 @@ RULES = [
         "**Global average pooling feeds the classifier.** The last feature map that still has "
         "height and width is perturbed during inference: by a pattern whose average over "
         "height and width is zero, which must leave the output unchanged (the classifier reads "
-        "only the map's global average, however the code averages it), and by a uniform shift, "
-        "which must change it (the classifier reads the map at all).",
+        "only the map's global average, however the code averages it), and by a shift uniform "
+        "over height and width, different per channel, which must change it (it reads the map).",
         lambda s: check_global_average_pool(s.probe),
     ),
     Rule(

@@ -7,6 +7,9 @@
   the runs so far.
 - spread(): the numbers above for the accuracies of several seeds, as the verdict and the README's
   results table both show them.
+- welch(): a change in mean accuracy over seeds against a reference's seeds (Welch's t, which
+  lets the two spreads differ), one-sided for a drop, with its interval and the smallest drop the
+  comparison could detect.
 - mcnemar(): the exact McNemar test for two classifiers on the same images: of the images they
   disagree on, how likely a split at least this uneven is if neither is better.
 """
@@ -132,3 +135,43 @@ def spread(values: list[float], threshold: float) -> Spread:
         lower_bound=mean_lower_bound(values) if several else None,
         below=below_probability(values, threshold) if several else None,
     )
+
+
+@dataclass(frozen=True)
+class Welch:
+    """This change's seeds against the reference's: a change in mean and how far to trust it."""
+
+    change: float  # mean(new) - mean(old)
+    se: float  # its standard error
+    df: float  # Welch-Satterthwaite degrees of freedom
+
+    @property
+    def p_drop(self) -> float:
+        """One-sided p-value for "new is lower"."""
+        if self.se == 0:  # identical values on both sides: only the sign of the change counts
+            return 0.5 if self.change == 0 else (0.0 if self.change < 0 else 1.0)
+        return t_cdf(self.change / self.se, self.df)
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Two-sided interval of the change."""
+        half = t_quantile((1 + confidence) / 2, self.df) * self.se if self.se else 0.0
+        return self.change - half, self.change + half
+
+    def detectable(self, alpha: float = 0.05, power: float = 0.8) -> float:
+        """The smallest drop this comparison finds with `power` at level `alpha`."""
+        if self.se == 0:
+            return 0.0
+        return (t_quantile(1 - alpha, self.df) + t_quantile(power, self.df)) * self.se
+
+
+def welch(new: list[float], old: list[float]) -> Welch:
+    """Welch's t for a change in the mean of `new` from that of `old` (each at least two values):
+    the spreads of the two sides may differ."""
+    if len(new) < 2 or len(old) < 2:
+        raise ValueError("Welch's test needs at least two values a side")
+    va, vb = statistics.variance(new) / len(new), statistics.variance(old) / len(old)
+    change = statistics.mean(new) - statistics.mean(old)
+    if va + vb == 0:
+        return Welch(change, 0.0, float(len(new) + len(old) - 2))
+    df = (va + vb) ** 2 / (va**2 / (len(new) - 1) + vb**2 / (len(old) - 1))
+    return Welch(change, math.sqrt(va + vb), df)

@@ -19,6 +19,7 @@ breaks, and McNemar's exact test on them.
 
 import argparse
 import json
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,12 +163,12 @@ def seeds_summary(profile: Profile, runs: list[Record], spread: stats.Spread) ->
         or failure(budgets.check_epochs, r.epochs, profile)
         for r in runs
     )
+    threshold = profile.min_accuracy
     rows = [
-        (r.seed, f"{r.final_test_acc:.2%}", interval(r), r.epochs, f"{r.parameters:,}",
-         f"{r.wall_seconds:.0f}")
+        (r.seed, f"{r.final_test_acc:.2%}" + (" (under)" if r.final_test_acc < threshold else ""),
+         interval(r), r.epochs, f"{r.parameters:,}", f"{r.wall_seconds:.0f}")
         for r in runs
     ]  # fmt: skip
-    threshold = profile.min_accuracy
     parts = [
         f"### {profile.model} (profile {profile.name}), {len(runs)} seeds: "
         f"{result(accuracy_failed or budget_failed)}",
@@ -247,14 +248,8 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
     """This change against main's last gate result, image by image, or one sentence saying why
     there is none (note: the workflow's own sentence, where it knows)."""
     title = "### Against main\n\n"
-    found = []
-    if main_dir is not None and not main_dir.is_dir():
-        note = note or f"The folder {main_dir} does not exist."
-    elif main_dir is not None:
-        try:
-            found = load_runs(p.parent for p in sorted(main_dir.glob(f"**/{record.FILE}")))
-        except ReportError as err:
-            note = f"Main's gate result cannot be read: {err}."
+    found, why = main_runs(main_dir)
+    note = note or why
     if not found:
         why = note or "Main has no successful gate run yet, or its artifact has expired."
         return f"{title}No gate result from main to compare with. {why}\n"
@@ -294,6 +289,66 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
         )
     parts += [f"No paired comparison for {line}." for line in unreadable]
     return title + "\n\n".join(parts) + "\n"
+
+
+def main_runs(main_dir: Path | None) -> tuple[list[Record], str | None]:
+    """Main's gate runs, or none and the sentence that says why: anything wrong on main's side is
+    never a failure of this change."""
+    if main_dir is None or not main_dir.is_dir():
+        return [], f"The folder {main_dir} does not exist." if main_dir else None
+    try:
+        return load_runs(p.parent for p in sorted(main_dir.glob(f"**/{record.FILE}"))), None
+    except ReportError as err:
+        return [], f"Main's gate result cannot be read: {err}."
+
+
+ALPHA = 0.05  # the regression check's false-alarm rate when nothing changed
+
+
+def dropped(w: stats.Welch) -> bool:
+    """The regression check's rule: a drop significant at ALPHA, one-sided."""
+    return w.change < 0 and w.p_drop < ALPHA
+
+
+def regression(
+    runs: list[Record], main_dir: Path | None, note: str | None = None
+) -> tuple[bool, str]:
+    """Did the recipe get worse? This change's seeds against main's reference seeds, per
+    profile: Welch's one-sided t-test on the per-seed accuracies. It fails on a drop significant
+    at 5%; without main's seeds it says why in one sentence, and passes."""
+    title = "### Regression against main\n\n"
+    found, why = main_runs(main_dir)
+    if not found:
+        why = note or why or "Main has no successful gate run yet, or its artifact has expired."
+        return True, f"{title}No reference from main to compare with. {why}\n"
+    rows, passed, short = [], True, []
+    for name in dict.fromkeys(r.name for r in runs):
+        new = [100 * r.final_test_acc for r in runs if r.name == name]
+        old = [100 * r.final_test_acc for r in found if r.name == name]
+        if len(new) < 2 or len(old) < 2:
+            short.append(f"{name} ({len(new)} seeds here, {len(old)} on main)")
+            continue
+        w = stats.welch(new, old)
+        drop = dropped(w)
+        passed &= not drop
+        low, high = w.interval()
+        rows.append((
+            name, f"{statistics.mean(new):.3f}% ({len(new)})",
+            f"{statistics.mean(old):.3f}% ({len(old)})",
+            f"{w.change:+.3f} ({low:+.3f} to {high:+.3f})", f"{w.p_drop:.3g}",
+            f"{w.detectable(ALPHA):.3f}", "**FAIL**: the recipe got worse" if drop else "pass",
+        ))  # fmt: skip
+    parts = [
+        "Each side is a mean over independently trained seeds, so this asks whether the recipe "
+        "got worse, not whether two trained networks differ."
+    ]
+    if rows:
+        header = ("profile", "this change (seeds)", "main (seeds)", "change, points (95% interval)",
+                  "p, one-sided", "smallest drop detectable (80% power)", "at 5%")  # fmt: skip
+        parts.append(table(header, rows))
+    if short:
+        parts.append(f"Not judged, a side with fewer than two seeds: {', '.join(short)}.")
+    return passed, title + "\n\n".join(parts) + "\n"
 
 
 def gather(folder: Path) -> list[Record]:
@@ -359,16 +414,17 @@ def summary(
     names: list[str] | None = None,
     budgets_path: Path = paths.PYPROJECT,
     jobs: dict | None = None,
+    seeds_from: str = "ci",
 ) -> tuple[bool, str]:
     """The verdict over the profiles' runs, and the job summary in Markdown.
 
     The runs are judged by the budgets in `budgets_path` (in a pull request, the base branch's
     pyproject.toml, so that a change cannot lower its own bar). Each profile named (default:
     every one there) must have a finished run for each of `seeds` (default: its [tool.gate.seeds]
-    ci), nothing else may be there, and every job in `jobs` must have succeeded."""
+    list `seeds_from`), nothing else may be there, and every job in `jobs` must have succeeded."""
     try:
         profiles = budgets.load_profiles(budgets_path)
-        seeds = budgets.seeds("ci", budgets_path) if seeds is None else seeds
+        seeds = budgets.seeds(seeds_from, budgets_path) if seeds is None else seeds
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ReportError(f"cannot read the budgets in {budgets_path} ({err})") from None
     failed_jobs = jobs_problems(jobs or {})
@@ -444,11 +500,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--jobs", type=json.loads, help="GitHub's needs context as JSON: every job must succeed"
     )
+    parser.add_argument(
+        "--seeds-from", choices=budgets.WHERE, default="ci",
+        help="without --seeds, the [tool.gate.seeds] list asked for (default: ci)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--check", choices=("budget", "regression"), default="budget",
+        help="budget: the runs against the budgets (default); regression: against main's seeds",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        passed, text = summary(
-            args.runs, args.main, args.main_note, args.seeds, args.profile, args.budgets, args.jobs
-        )
+        if args.check == "regression":
+            passed, text = regression(gather(args.runs), args.main, args.main_note)
+        else:
+            passed, text = summary(
+                args.runs, args.main, args.main_note, args.seeds, args.profile, args.budgets,
+                args.jobs, args.seeds_from,
+            )  # fmt: skip
     except ReportError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(text)

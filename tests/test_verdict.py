@@ -88,7 +88,7 @@ def test_three_seeds_are_judged_on_their_mean(tmp_path):
     passed, text = summary(tmp_path, seeds=(0, 1, 2))
     assert passed, text  # one run is under 99.40%, the mean of 99.443% is not
     assert "Net (profile 8k), 3 seeds: pass" in text
-    for seed, acc in ((0, "99.50%"), (1, "99.38%"), (2, "99.45%")):
+    for seed, acc in ((0, "99.50%"), (1, "99.38% (under)"), (2, "99.45%")):
         assert f"| {seed} | {acc} |" in text
     assert "| mean final-epoch test accuracy | 99.443% | >= 99.40% | pass |" in text
     assert "| min / max | 99.38% / 99.50% |" in text
@@ -325,3 +325,55 @@ def test_anything_wrong_with_mains_predictions_is_a_sentence(tmp_path, main_pair
         np.save(main / "test_predictions.npy", main_pairs, allow_pickle=False)
     passed, text = summary(tmp_path / "new", tmp_path / "main")
     assert passed and "No paired comparison for 8k seed 0: " in text and why in text, text
+
+
+def test_welchs_test_by_hand():
+    # new 1, 2, 3 and old 2, 3, 4, 5: change -1.5, se sqrt(1/3 + 5/12) = 0.8660, t = -1.7321,
+    # df (0.75)^2 / ((1/3)^2 / 2 + (5/12)^2 / 3) = 4.959; P(T < -1.7321) = 0.0721 (t table, df 5:
+    # 0.0719).
+    w = stats.welch([1, 2, 3], [2, 3, 4, 5])
+    assert w.change == -1.5 and w.p_drop == pytest.approx(0.0721, abs=5e-4)
+    assert w.se == pytest.approx(0.8660, abs=1e-4) and w.df == pytest.approx(4.959, abs=1e-3)
+    assert w.interval()[1] + 1.5 == pytest.approx(stats.t_quantile(0.975, w.df) * w.se)
+
+
+def test_the_regression_check_fails_on_a_drop_in_the_recipe(tmp_path):
+    for seed, acc in enumerate((0.9950, 0.9955, 0.9945, 0.9952)):
+        save(tmp_path / "main" / f"gate-8k-seed{seed}", record(acc, seed=seed))
+    same = [record(acc, seed=s) for s, acc in enumerate((0.9951, 0.9949, 0.9954))]
+    passed, text = verdict.regression(same, tmp_path / "main")
+    assert passed and "| 8k | 99.513% (3) | 99.505% (4) |" in text
+    worse = [record(acc, seed=s) for s, acc in enumerate((0.9935, 0.9938, 0.9932))]
+    passed, text = verdict.regression(worse, tmp_path / "main")
+    assert not passed and "**FAIL**: the recipe got worse" in text
+
+
+def test_without_mains_seeds_the_regression_check_says_why_and_passes(tmp_path):
+    passed, text = verdict.regression([record()], tmp_path / "nowhere")
+    assert passed and "No reference from main to compare with. The folder" in text
+    save(tmp_path / "main" / "gate-8k-seed0", record())
+    passed, text = verdict.regression([record(seed=0), record(seed=1)], tmp_path / "main")
+    assert passed and "Not judged, a side with fewer than two seeds: 8k (2 seeds here" in text
+
+
+def simulate(n_new: int, n_old: int, drop: float, trials: int = 4_000, sd: float = 0.05) -> float:
+    """How often the regression check fails: seeds with a spread of `sd` points, this change's
+    mean lower than main's by `drop` points (seeded, so the same each time)."""
+    rng = np.random.default_rng(0)
+    fails = 0
+    for _ in range(trials):
+        new = list(rng.normal(99.5 - drop, sd, n_new))
+        old = list(rng.normal(99.5, sd, n_old))
+        fails += verdict.dropped(stats.welch(new, old))
+    return fails / trials
+
+
+def test_the_configured_seeds_raise_few_false_alarms_and_catch_a_005_point_drop():
+    n_new, n_old = len(budgets.seeds("ci")), len(budgets.seeds("reference"))
+    false_alarms, power = simulate(n_new, n_old, 0.0), simulate(n_new, n_old, 0.05)
+    error = 1.96 * (0.05 * 0.95 / 4_000) ** 0.5  # the simulation's own 95% margin
+    assert false_alarms <= 0.05 + error, false_alarms
+    assert power >= 0.80, power
+    # and one seed against one, as a single-seed gate would have it, cannot be judged at all
+    with pytest.raises(ValueError):
+        stats.welch([99.5], [99.5])

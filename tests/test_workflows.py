@@ -162,12 +162,15 @@ def test_seeds_become_a_job_matrix_read_from_pyproject():
     assert gate["env"]["GATE_DEFER_VERDICT"] == "1"
     # The seeds job's own command, run here with Python alone (no torch, no numpy), reads
     # [tool.gate.seeds] ci.
-    (read,) = runs(jobs["seeds"])
-    command = read.split(">>")[0].strip()
-    env = {"PATH": f"{Path(sys.base_prefix) / 'bin'}:/usr/bin:/bin"}
-    out = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True,
-                         env=env)  # fmt: skip
-    assert out.stdout.strip() == "list=" + json.dumps(budgets.seeds("ci")), out.stderr
+    (step,) = [s for s in steps(jobs["seeds"]) if "run" in s]
+    command = step["run"].split(">>")[0].strip()
+    for event, where in (("pull_request", "ci"), ("merge_group", "ci"), ("push", "reference"),
+                         ("schedule", "reference")):  # fmt: skip
+        assert evaluate(step["env"]["WHERE"], **EVENTS.get(event, {"event_name": event})) == where
+        env = {"PATH": f"{Path(sys.base_prefix) / 'bin'}:/usr/bin:/bin", "WHERE": where}
+        out = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True,
+                             env=env)  # fmt: skip
+        assert out.stdout.strip() == "list=" + json.dumps(budgets.seeds(where)), out.stderr
 
 
 def test_the_torch_pins_are_read_from_requirements():
@@ -545,3 +548,11 @@ def test_the_gate_environments_disk_is_bounded(tmp_path):
     latest = gate_env(tmp_path, "https://index/e").stdout.strip().removesuffix("/bin")
     assert latest in map(str, envs)
     assert "PIP_NO_CACHE_DIR=1" in GATE_ENV.read_text()  # pip's own cache never grows
+
+
+def test_a_pull_request_gets_a_regression_check_of_its_own():
+    job = load("gate-run.yml")["jobs"]["regression"]
+    assert job["needs"] == ["seeds", "gate"] and job["if"].startswith("always()")
+    assert "pull_request" in job["if"] and job["name"] == "regression"
+    (final,) = [run for run in runs(job) if "$GITHUB_STEP_SUMMARY" in run]
+    assert "python -m mnist_gate.verdict runs/this --check regression --main runs/main" in final
