@@ -48,12 +48,7 @@ def claim(out: Path | None, name: str) -> Path:
         out = new_folder(name)
     else:
         out = Path(out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise RunFolderError(f"--out {out} is a file, not a folder") from None
-        except OSError as err:
-            raise RunFolderError(f"cannot create --out {out} ({err.strerror})") from None
+        make_folder(out, f"--out {out}")
     marker = out / INCOMPLETE
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -75,14 +70,19 @@ def claim(out: Path | None, name: str) -> Path:
     return out
 
 
+def make_folder(path: Path, label: str) -> None:
+    """The folder and its parents, or one line: a file or a broken link in the way, or why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunFolderError(f"cannot create {label}: it is a file or a broken link") from None
+    except OSError as err:
+        raise RunFolderError(f"cannot create {label} ({err.strerror})") from None
+
+
 def new_folder(name: str) -> Path:
     """runs/<name>-<time>/, made exclusively: a second run in the same second gets -2, -3, ..."""
-    try:
-        RUNS.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise RunFolderError(f"cannot create {RUNS}: it is a file or a broken link") from None
-    except OSError as err:
-        raise RunFolderError(f"cannot create {RUNS} ({err.strerror})") from None
+    make_folder(RUNS, str(RUNS))
     base = RUNS / f"{name.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
     for n in range(1, 1000):
         out = base if n == 1 else base.with_name(f"{base.name}-{n}")
@@ -111,8 +111,8 @@ def atomic(path: Path) -> Iterator[Path]:
 def locked(path: Path, busy: str) -> Iterator[None]:
     """Hold an exclusive lock on `path` for the block, or fail at once with `busy`: what another
     process holds, this one leaves alone. The lock goes with the process, however it ends."""
+    make_folder(path.parent, str(path.parent))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         file = path.open("w")
     except OSError as err:
         raise RunFolderError(f"cannot create {path} ({err.strerror or err})") from None

@@ -186,3 +186,11 @@ def test_a_runs_folder_that_is_a_broken_link_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "RUNS", runs)
     with pytest.raises(RunFolderError, match="it is a file or a broken link"):
         paths.claim(None, "Net")
+
+
+def test_an_out_that_is_a_file_is_one_line_and_left_alone(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("someone's notes")
+    code, err = run_main(["--out", str(taken), "--limit", "256"], capsys)
+    assert code == 2 and f"cannot create --out {taken}: it is a file or a broken link" in err
+    assert taken.read_text() == "someone's notes"
