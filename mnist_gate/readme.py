@@ -8,13 +8,12 @@ A fast test fails when a section drifts from pyproject.toml, mnist_gate.checks o
 """
 
 import argparse
-import dataclasses
 import re
 import statistics
 
 import train
 
-from . import budgets, checks, networks, paths, stats
+from . import budgets, checks, networks, paths, settings, stats
 from .record import Record
 from .report import layer_table
 from .tracer import probe
@@ -148,8 +147,7 @@ def check_seed_runs(runs: list[Record]) -> None:
 
 def recipe(run: Record) -> dict:
     """The settings that decided a run's result (train.py's recipe settings)."""
-    names = [f.name for f in dataclasses.fields(train.Config) if f.metadata["recipe"]]
-    return {name: run.config.get(name) for name in names}
+    return {name: run.config.get(name) for name in settings.recipe_names(train.Config)}
 
 
 SECTIONS = {  # section -> (file, what it holds)

@@ -75,13 +75,13 @@ def check(settings) -> None:
         settings.profile = matching_profile(settings)
 
 
-def recipe(settings) -> dict:
+def recipe_names(cls) -> list[str]:
     """The settings that decide a run's result: what two runs must share to be compared."""
-    return {
-        f.name: getattr(settings, f.name)
-        for f in dataclasses.fields(settings)
-        if f.metadata.get("recipe", True)
-    }
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("recipe", True)]
+
+
+def recipe(settings) -> dict:
+    return {name: getattr(settings, name) for name in recipe_names(settings)}
 
 
 def profile(name: str) -> budgets.Profile:
@@ -96,13 +96,13 @@ def profile(name: str) -> budgets.Profile:
 def profile_recipe(cls, name: str) -> dict:
     """What a profile trains: its model and train settings over cls's defaults."""
     gated = profile(name)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = recipe_names(cls)
     for key in gated.train:
-        if key not in fields or not fields[key].metadata.get("recipe", True):
+        if key not in names:
             raise ConfigError(
                 f"profile {name} sets {key!r}, which is not a training recipe setting of train.py"
             )
-    defaults = {k: f.default for k, f in fields.items() if f.metadata.get("recipe", True)}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
     wanted = {**defaults, "model": gated.model, **gated.train}
     if "epochs" in wanted and wanted["epochs"] > gated.max_epochs:
         raise ConfigError(

@@ -1,13 +1,15 @@
 """The verdict over a gate's runs, and the Markdown people read: each run, the seeds together,
-and the change against main on the same test images.
+the budget check and the regression check against main.
 
-    python -m mnist_gate.verdict runs --seeds 0           # every runs/gate-*/, by profile
-    python -m mnist_gate.verdict runs --main runs/main    # CI: the ci seeds, compared with main
+    python -m mnist_gate.verdict runs --seeds 0                # every runs/gate-*/, by profile
+    python -m mnist_gate.verdict runs --main runs/main         # CI: the ci seeds, with main's
+    python -m mnist_gate.verdict runs --check regression --main runs/main   # against main's seeds
 
 judge() is the one place a profile's runs are held to its budget; the slow tier asserts its answer
-and the CI verdict job prints it. Prints Markdown (the CI job summary) and exits 1 when a profile
-fails its budget, 2 when the runs cannot be read. No torch: the CI job that gathers the runs of
-several runners has no GPU and installs numpy alone.
+and the CI verdict job prints it; regression() tests the seeds against main's reference seeds.
+Prints Markdown (the CI job summary) and exits 1 when a check fails, 2 when the runs cannot be
+read. No torch: the CI jobs that gather the runs of several runners have no GPU and install numpy
+alone.
 
 With one seed the verdict is that run's; with several it is on their mean, and the summary adds
 their spread, a one-sided 95% lower bound on the mean (Student's t: a handful of seeds, spread
