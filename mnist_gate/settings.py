@@ -93,9 +93,9 @@ def profile(name: str) -> budgets.Profile:
     return profiles[name]
 
 
-def profile_recipe(cls, name: str) -> dict:
+def profile_recipe(cls, gated: budgets.Profile) -> dict:
     """What a profile trains: its model and train settings over cls's defaults."""
-    gated = profile(name)
+    name = gated.name
     names = recipe_names(cls)
     for key in gated.train:
         if key not in names:
@@ -115,22 +115,22 @@ def profile_recipe(cls, name: str) -> dict:
 def for_profile(cls, name: str, **runtime):
     """Settings that train what profile `name` trains, with the runtime settings given (seed, out,
     ...); a recipe setting given that the profile trains otherwise is refused."""
-    return cls(**{**profile_recipe(cls, name), **runtime, "profile": name})
+    return cls(**{**profile_recipe(cls, profile(name)), **runtime, "profile": name})
 
 
 def matching_profile(settings) -> str | None:
     ours = recipe(settings)
-    for name in budgets.load_profiles():
+    for gated in budgets.load_profiles().values():
         try:
-            if profile_recipe(type(settings), name) == ours:
-                return name
+            if profile_recipe(type(settings), gated) == ours:
+                return gated.name
         except ConfigError:  # a profile with a bad setting matches nothing
             continue
     return None
 
 
 def check_profile(settings) -> None:
-    wanted = profile_recipe(type(settings), settings.profile)
+    wanted = profile_recipe(type(settings), profile(settings.profile))
     differ = [k for k, v in recipe(settings).items() if wanted[k] != v]
     if differ:
         k = differ[0]

@@ -115,7 +115,6 @@ def mcnemar(fixed: int, broken: int) -> float:
 class Spread:
     """Accuracies over seeds against a threshold: the summary the verdict and the README show."""
 
-    n: int
     low: float
     mean: float
     high: float
@@ -127,7 +126,6 @@ class Spread:
 def spread(values: list[float], threshold: float) -> Spread:
     several = len(values) > 1
     return Spread(
-        n=len(values),
         low=min(values),
         mean=statistics.mean(values),
         high=max(values),

@@ -85,7 +85,7 @@ def judge(profile: Profile, records: list[Record]) -> Verdict:
     if len(records) == 1:
         text = run_summary(records[0], profile)
     else:
-        text = seeds_summary(profile, records, spread)
+        text = seeds_summary(profile, records, spread, why is not None, bool(found))
     return Verdict(profile, tuple(records), tuple(found), why, text)
 
 
@@ -157,14 +157,15 @@ def run_summary(run: Record, profile: Profile | None = None) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def seeds_summary(profile: Profile, runs: list[Record], spread: stats.Spread) -> str:
-    """Several seeds of a profile as Markdown: every run, then the verdict on their mean."""
-    accuracy_failed = failure(budgets.check_accuracy, spread.mean, profile) is not None
-    budget_failed = any(
-        failure(budgets.check_parameter_count, r.parameters, profile)
-        or failure(budgets.check_epochs, r.epochs, profile)
-        for r in runs
-    )
+def seeds_summary(
+    profile: Profile,
+    runs: list[Record],
+    spread: stats.Spread,
+    accuracy_failed: bool,
+    budget_failed: bool,
+) -> str:
+    """Several seeds of a profile as Markdown: every run, then judge()'s verdict on their mean and
+    on each run's own budget."""
     threshold = profile.min_accuracy
     rows = [
         (r.seed, f"{r.final_test_acc:.2%}" + (" (under)" if r.final_test_acc < threshold else ""),
@@ -188,8 +189,9 @@ def seeds_summary(profile: Profile, runs: list[Record], spread: stats.Spread) ->
                  "n/a" if spread.sd == 0 else f"{spread.lower_bound:.2%}", "", ""),
                 ("P(one more run < threshold), normal fit",
                  "n/a" if spread.sd == 0 else f"{spread.below:.1%}", "", ""),
-                ("epochs, parameters (every run)", "", f"<= {profile.max_epochs}, "
-                 f"< {profile.max_params:,}", result(budget_failed)),
+                ("model, epochs, parameters (every run)", "",
+                 f"{profile.model}, <= {profile.max_epochs}, < {profile.max_params:,}",
+                 result(budget_failed)),
             ],
         ),
         f"Ran on {runs[0].device} ({runs[0].device_type}), torch {runs[0].torch}.",

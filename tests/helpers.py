@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 import train
+from mnist_gate import runtime
 from mnist_gate.paths import PREDICTIONS
 from mnist_gate.record import Epoch, Record
 
@@ -24,8 +25,7 @@ def record(
     accuracy: float = 0.995, *, seed: int = 0, profile: str | None = "8k", **overrides
 ) -> Record:
     """A record of a 3-epoch run of profile 8k's recipe, ending at `accuracy` (to the image)."""
-    cfg = dataclasses.asdict(train.Config(seed=seed, progress=False))
-    config = {k: str(v) if isinstance(v, Path) else v for k, v in cfg.items()}
+    config = runtime.jsonable(train.Config(seed=seed, progress=False))
     history = tuple(
         Epoch(epoch=e, train_loss=0.6, train_acc=0.98, test_loss=0.12,
               test_acc=round(accuracy * 10_000) / 10_000 - (3 - e) * 0.001, lr=0.1,

@@ -157,9 +157,9 @@ def test_the_history_says_what_each_epoch_trained_on():
     history = tuple(
         replace(h, size=size) for h, size in zip(run.history, (20, 28, 28), strict=True)
     )
-    summary = verdict.run_summary(replace(run, history=history))
+    text = verdict.run_summary(replace(run, history=history))
     for epoch, images in ((1, "20x20 augmented"), (2, "28x28 augmented"), (3, "28x28 clean")):
-        assert f"| {epoch} | {images} |" in summary
+        assert f"| {epoch} | {images} |" in text
 
 
 def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):
