@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
 import train
 from mnist_gate import budgets, networks, paths, runtime
@@ -33,6 +32,10 @@ class PilMnist(Dataset):
     """MNIST as torchvision's own dataset serves it: one PIL image at a time, transformed."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        # Imported here: torchvision's import takes about 2 s, which every test process that
+        # collects this module (the slow tier's included) would otherwise pay.
+        from torchvision import transforms
+
         self.images, self.labels = images, labels
         self.transform = transforms.Compose(
             [
