@@ -1,7 +1,9 @@
 """The benchmark refuses bad values in one line, before it spends any time measuring."""
 
 import pytest
+import torch
 
+from mnist_gate.data import MEAN, SIZE, STD
 from scripts import benchmark
 
 
@@ -30,3 +32,15 @@ def test_an_earlier_run_is_never_overwritten(tmp_path, capsys):
         benchmark.main(["--out", str(out)])
     assert exit.value.code == 2 and "is not an empty folder" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_the_reference_serves_augmented_normalised_images():
+    images = torch.zeros(2, SIZE, SIZE, dtype=torch.uint8)
+    images[:, 10:18, 12:16] = 255
+    dataset = benchmark.PilMnist(images, torch.tensor([3, 7]))
+    torch.manual_seed(0)
+    x, y = dataset[1]
+    assert len(dataset) == 2 and y == 7
+    assert x.shape == (1, SIZE, SIZE) and x.dtype == torch.float32
+    background, stroke = (0 - MEAN) / STD, (1 - MEAN) / STD
+    assert x.min() == pytest.approx(background) and x.max() == pytest.approx(stroke)
