@@ -136,6 +136,10 @@ def pytest_sessionfinish(session):
 def pytest_terminal_summary(terminalreporter):
     if VERDICTS:
         terminalreporter.section("gate verdict")
+    # The closing line counts what failed the session: "2 passed, 1 failed (gate verdict)".
+    failed = [judged for judged in VERDICTS if not judged.passed]
+    if failed:
+        terminalreporter.stats.setdefault("failed (gate verdict)", []).extend(failed)
     for judged in VERDICTS:
         seeds = len(judged.records)
         status = "pass" if judged.passed else "FAIL"
