@@ -1,6 +1,7 @@
 """The slow tier's session is decided by the verdict over seeds, not by its seed tests alone: a
-scratch copy of the project gains a profile that one quick epoch cannot meet, and `pytest -m slow`
-on it trains a seed that keeps its run budget, then fails on the verdict, and says so."""
+scratch copy of the project gains a profile that one quick epoch cannot meet, and `pytest -m slow
+-n 2` on it trains two seeds that keep their run budget in two workers, then fails on the verdict
+over both, and says so. (CI's `.ci/run` runs the slow tier without xdist, and passes.)"""
 
 import os
 import shutil
@@ -19,7 +20,7 @@ train = { epochs = 1, limit = 512, small_epochs = 0 }
 """
 
 
-def test_a_failing_verdict_fails_the_session_whose_seed_tests_passed(tmp_path):
+def test_a_failing_verdict_fails_the_session_whose_seeds_passed_in_two_workers(tmp_path):
     for name in ("train.py", "model.py"):
         shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + QUICK)
@@ -33,14 +34,14 @@ def test_a_failing_verdict_fails_the_session_whose_seed_tests_passed(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GATE_"))}
 
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "slow", "--profile", "quick", "--seeds", "0",
-         "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "-m", "slow", "--profile", "quick", "--seeds", "0,1",
+         "-n", "2", "-p", "no:cacheprovider"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110,
     )  # fmt: skip
 
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
-    assert "profile quick, 1 seed(s): FAIL" in out
-    assert "below the 99.40% threshold of profile quick" in out
-    assert "1 passed, 1 failed (gate verdict)" in out.splitlines()[-1]
+    assert "profile quick, 2 seed(s): FAIL" in out
+    assert "mean of 2 seeds: final-epoch test accuracy" in out
+    assert "2 passed, 1 failed (gate verdict)" in out.splitlines()[-1]
     assert "**FAIL**" in (tmp_path / "runs" / "gate-quick.md").read_text()
