@@ -135,6 +135,7 @@ def pytest_sessionfinish(session):
 
 def pytest_terminal_summary(terminalreporter):
     if VERDICTS:
+        terminalreporter.ensure_newline()  # else the first line below starts with a blank one
         terminalreporter.section("gate verdict")
     # The closing line counts what failed the session: "2 passed, 1 failed (gate verdict)".
     failed = [judged for judged in VERDICTS if not judged.passed]
