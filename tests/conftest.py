@@ -89,12 +89,26 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("seed", seeds, ids=[f"seed{s}" for s in seeds])
 
 
-@pytest.fixture(scope="session")
-def threads() -> int:
-    """CPU threads for each training run: the cores split between pytest-xdist workers, so that
-    `-n 2` trains two seeds at once on two cores; 0 (PyTorch's default) without xdist."""
+def worker_threads() -> int:
+    """The cores split between pytest-xdist workers; 0 (PyTorch's default) without xdist."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+
+
+def pytest_sessionstart(session):
+    """Each xdist worker on its share of the cores, and so are the train.py processes its tests
+    start: PyTorch's default, every core in every worker, made `pytest -n 2` six times slower."""
+    if worker_threads():
+        import torch
+
+        torch.set_num_threads(worker_threads())
+        os.environ["OMP_NUM_THREADS"] = str(worker_threads())
+
+
+@pytest.fixture(scope="session")
+def threads() -> int:
+    """CPU threads for each training run: `-n 2` trains two seeds at once on two cores."""
+    return worker_threads()
 
 
 # The verdict over seeds, once every seed's test has run (in xdist's controller, with -n).

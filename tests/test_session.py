@@ -1,0 +1,78 @@
+"""What conftest.py makes of a pytest session, run for real in a scratch copy of the project under
+pytest-xdist: the slow tier is decided by the verdict over seeds, not by its seed tests alone, and
+each worker keeps to its share of the cores. (CI's `.ci/run` runs both tiers without xdist.)"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mnist_gate.paths import ROOT
+
+QUICK = """
+[tool.gate.profiles.quick]
+model = "Net"
+max_params = 8000
+max_epochs = 1
+min_accuracy = 0.994
+train = { epochs = 1, limit = 512, small_epochs = 0 }
+"""
+
+THREADS = """
+import os
+
+import torch
+
+
+def test_this_worker_keeps_to_its_share_of_the_cores():
+    share = str(max(1, os.cpu_count() // 2))
+    assert (str(torch.get_num_threads()), os.environ.get("OMP_NUM_THREADS")) == (share, share)
+"""
+
+
+def scratch_project(root: Path, tests: dict[str, str]) -> Path:
+    """The project's code, conftest.py and data, a profile `quick` that one quick epoch cannot
+    meet, and these test files."""
+    for name in ("train.py", "model.py"):
+        shutil.copy(ROOT / name, root / name)
+    (root / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + QUICK)
+    shutil.copytree(
+        ROOT / "mnist_gate", root / "mnist_gate", ignore=shutil.ignore_patterns("*.pyc")
+    )
+    (root / "tests").mkdir()
+    for name in ("__init__.py", "conftest.py", "helpers.py"):
+        shutil.copy(ROOT / "tests" / name, root / "tests" / name)
+    for name, text in tests.items():
+        (root / "tests" / name).write_text(text)
+    (root / "data").symlink_to(ROOT / "data")
+    return root
+
+
+def pytest_in(root: Path, *args: str) -> subprocess.CompletedProcess:
+    # The outer session's own settings (its xdist workers, GATE_SEEDS, ...) stay out of this one.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GATE_", "OMP_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *args],
+        cwd=root, env=env, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+
+
+def test_a_failing_verdict_fails_the_session_whose_seeds_passed_in_two_workers(tmp_path):
+    slow = (ROOT / "tests" / "test_gate_slow.py").read_text()
+    root = scratch_project(tmp_path, {"test_gate_slow.py": slow})
+
+    result = pytest_in(root, "-m", "slow", "--profile", "quick", "--seeds", "0,1")
+
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "profile quick, 2 seed(s): FAIL" in out
+    assert "mean of 2 seeds: final-epoch test accuracy" in out
+    assert "2 passed, 1 failed (gate verdict)" in out.splitlines()[-1]
+    assert "**FAIL**" in (root / "runs" / "gate-quick.md").read_text()
+
+
+def test_each_xdist_worker_keeps_to_its_share_of_the_cores(tmp_path):
+    root = scratch_project(tmp_path, {"test_threads.py": THREADS})
+    result = pytest_in(root, "tests/test_threads.py")
+    assert result.returncode == 0, result.stdout + result.stderr
