@@ -32,7 +32,7 @@ class PilMnist(Dataset):
     """MNIST as torchvision's own dataset serves it: one PIL image at a time, transformed."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        # Imported here: torchvision's import takes about 2 s, which every test process that
+        # Imported here: torchvision's import takes over a second, which every test process that
         # collects this module (the slow tier's included) would otherwise pay.
         from torchvision import transforms
 
