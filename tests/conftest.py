@@ -98,11 +98,12 @@ def worker_threads() -> int:
 def pytest_sessionstart(session):
     """Each xdist worker on its share of the cores, and so are the train.py processes its tests
     start: PyTorch's default, every core in every worker, made `pytest -n 2` six times slower."""
-    if worker_threads():
+    share = worker_threads()
+    if share:
         import torch
 
-        torch.set_num_threads(worker_threads())
-        os.environ["OMP_NUM_THREADS"] = str(worker_threads())
+        torch.set_num_threads(share)
+        os.environ["OMP_NUM_THREADS"] = str(share)
 
 
 @pytest.fixture(scope="session")
