@@ -34,7 +34,7 @@ def test_an_earlier_run_is_never_overwritten(tmp_path, capsys):
     assert (out / "metrics.json").read_text() == "{}"
 
 
-def test_the_reference_serves_augmented_normalised_images():
+def test_the_reference_serves_normalised_images_and_their_labels():
     images = torch.zeros(2, SIZE, SIZE, dtype=torch.uint8)
     images[:, 10:18, 12:16] = 255
     dataset = benchmark.PilMnist(images, torch.tensor([3, 7]))
