@@ -6,9 +6,11 @@
     python train.py --help               # every setting, with its default
 
 Config holds every setting and its constraint; augment() is the augmentation; train() is the loop,
-top to bottom. It saves model.pt, the test predictions, metrics.json and the reports (summary.md,
-curves.png, errors.png, model.txt), and only then marks the run complete. Importing this file does
-nothing. The plumbing (devices, saving, the command line) lives in mnist_gate.
+top to bottom. On CUDA an epoch's steps replay CUDA graphs (mnist_gate/graphs.py): the same step,
+with the epoch's order and draws on the device; elsewhere, and with --no-cuda-graphs, the loop
+takes them one by one. It saves model.pt, the test predictions, metrics.json and the reports
+(summary.md, curves.png, errors.png, model.txt), and only then marks the run complete. Importing
+this file does nothing. The plumbing (devices, saving, the command line) lives in mnist_gate.
 """
 
 import dataclasses
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from mnist_gate import networks, paths, runtime, settings
 from mnist_gate.data import DATA_DIR, SIZE, DataError, load_mnist
+from mnist_gate.graphs import GraphedEpochs
 from mnist_gate.images import affine_grid, evaluate, normalize, resize
 from mnist_gate.paths import RunFolderError, SaveError
 from mnist_gate.record import Record
@@ -69,7 +72,9 @@ class Config:
     seed: int = setting(0, "seeds init, order, augmentation, dropout", seed_range, runtime=True)
     device: str = setting("auto", "auto, cpu or cuda (auto: cuda when present)", runtime=True)
     threads: int = setting(0, "CPU threads (0: PyTorch's default)", non_negative, runtime=True)
-    compile: bool = setting(False, "torch.compile the model (counts in wall time)", runtime=True)
+    cuda_graphs: bool = setting(
+        True, "on CUDA, replay the training steps from CUDA graphs", runtime=True
+    )
     data_dir: Path = setting(DATA_DIR, "folder holding MNIST/raw/*.gz", runtime=True)
     out: Path | None = setting(None, "new or empty folder (default: runs/MODEL-TIME)", runtime=True)
     reports: bool = setting(True, "summary.md, curves.png, errors.png, model.txt", runtime=True)
@@ -87,26 +92,18 @@ class Config:
 
 
 def augment(
-    images: torch.Tensor, cfg: Config, gen: torch.Generator, size: int = SIZE
+    images: torch.Tensor, cfg: Config, draws: torch.Tensor, size: int = SIZE
 ) -> torch.Tensor:
     """Random rotation, zoom and shift, one draw per image, for a whole batch at once, resampled
-    to size x size."""
-    n = images.shape[0]
-
-    def uniform(bound: float) -> torch.Tensor:
-        return (torch.rand(n, device=images.device, generator=gen) * 2 - 1) * bound
-
-    angle = uniform(math.radians(cfg.rotate))
-    zoom = 1 + uniform(cfg.scale)
+    to size x size. draws: (4, N) uniform in [0, 1), the rotation, zoom and shifts of each image."""
+    angle, zoom, dx, dy = draws * 2 - 1
+    angle, zoom = angle * math.radians(cfg.rotate), 1 + zoom * cfg.scale
     # affine_grid maps output to input coordinates on [-1, 1], so the zoom divides and the image
     # side spans 2 units.
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    shift = 2 * cfg.translate
     theta = torch.stack(
-        [
-            torch.stack([cos, -sin, uniform(2 * cfg.translate)], 1),
-            torch.stack([sin, cos, uniform(2 * cfg.translate)], 1),
-        ],
-        1,
+        [torch.stack([cos, -sin, dx * shift], 1), torch.stack([sin, cos, dy * shift], 1)], 1
     )
     grid = affine_grid(theta, size)
     # At full size nearest, not bilinear: bilinear resampling blurs every training image while the
@@ -116,13 +113,19 @@ def augment(
     return F.grid_sample(images, grid, mode=mode, align_corners=False)
 
 
+def augmentation_draws(n: int, gen: torch.Generator) -> torch.Tensor:
+    """The (4, n) random numbers augment() takes, in the generator's order: rotations, then zooms,
+    then the two shifts."""
+    return torch.stack([torch.rand(n, device=gen.device, generator=gen) for _ in range(4)])
+
+
 def training_batch(
-    images: torch.Tensor, cfg: Config, gen: torch.Generator, augmenting: bool, size: int = SIZE
+    images: torch.Tensor, cfg: Config, draws: torch.Tensor | None, size: int = SIZE
 ) -> torch.Tensor:
-    """uint8 training images as the network trains on them: augmented (or only resized) and
-    normalised."""
+    """uint8 training images as the network trains on them: augmented with draws (None: only
+    resized) and normalised."""
     x = images.float() / 255
-    return normalize(augment(x, cfg, gen, size) if augmenting else resize(x, size))
+    return normalize(resize(x, size) if draws is None else augment(x, cfg, draws, size))
 
 
 def one_cycle(total: int, warmup: float):
@@ -149,14 +152,14 @@ def sgd(net: nn.Module, cfg: Config) -> torch.optim.SGD:
 
 
 def train_step(
-    forward: nn.Module,
+    net: nn.Module,
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
     label_smoothing: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch; its loss and logits."""
-    logits = forward(x)
+    logits = net(x)
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -195,12 +198,18 @@ def train(cfg: Config) -> tuple[nn.Module, Record]:
             )
             tqdm.write(notes[-1])
             cfg.small_epochs = 0  # on this copy alone; the record keeps it, and the note why
-    forward = torch.compile(net) if cfg.compile else net
     steps = math.ceil(len(train_y) / cfg.batch_size)
+    factor = one_cycle(cfg.epochs * steps, cfg.warmup)
+    schedule = [cfg.lr * factor(step) for step in range(cfg.epochs * steps)]  # each step's rate
     optimizer = sgd(net, cfg)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, one_cycle(cfg.epochs * steps, cfg.warmup)
-    )
+
+    def learn(images, labels, draws, size):
+        x = training_batch(images, cfg, draws, size)
+        return train_step(net, optimizer, x, labels, cfg.label_smoothing)
+
+    graphed = None
+    if cfg.cuda_graphs and device.type == "cuda":
+        graphed = GraphedEpochs(learn, net, optimizer, train_x, train_y, cfg.batch_size, schedule)
 
     history = []
     for epoch in range(1, cfg.epochs + 1):
@@ -208,24 +217,33 @@ def train(cfg: Config) -> tuple[nn.Module, Record]:
         augmenting = epoch <= cfg.epochs - cfg.clean_epochs
         size = image_size(cfg, epoch)
         net.train()
-        lr = schedule.get_last_lr()[0]
-        losses = torch.zeros(steps, device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        first = (epoch - 1) * steps
+        lr = schedule[first]
         order = torch.randperm(len(train_y), device=device, generator=gen)
         bar = tqdm(
-            order.split(cfg.batch_size),
+            total=steps,
             desc=f"epoch {epoch}/{cfg.epochs}",
             leave=False,
             disable=None if cfg.progress else True,
         )
-        for step, idx in enumerate(bar):
-            y = train_y[idx]
-            x = training_batch(train_x[idx], cfg, gen, augmenting, size)
-            loss, logits = train_step(forward, optimizer, x, y, cfg.label_smoothing)
-            schedule.step()
-            # Kept on the device: one host sync per epoch, not per step.
-            losses[step] = loss.detach()
-            correct += (logits.argmax(1) == y).sum()
+        if graphed:
+            # The whole epoch's draws at once, in one launch: the graphs read them on the device.
+            shape = (steps, 4, cfg.batch_size)
+            draws = torch.rand(shape, device=device, generator=gen) if augmenting else None
+            losses, correct = graphed.epoch(order, draws, size, first, bar.update)
+        else:
+            losses = torch.zeros(steps, device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            for step, idx in enumerate(order.split(cfg.batch_size)):
+                optimizer.param_groups[0]["lr"] = schedule[first + step]
+                y = train_y[idx]
+                draws = augmentation_draws(len(idx), gen) if augmenting else None
+                loss, logits = learn(train_x[idx], y, draws, size)
+                # Kept on the device: one host sync per epoch, not per step.
+                losses[step] = loss.detach()
+                correct += (logits.argmax(1) == y).sum()
+                bar.update()
+        bar.close()
 
         losses = losses.cpu()  # waits for the device, so the clock below is honest
         train_seconds = time.perf_counter() - epoch_start

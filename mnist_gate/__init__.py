@@ -13,6 +13,7 @@ With torch:
 - images: the input convention, the augmentation's sampling grid, evaluate().
 - networks: the one registry from a name to a network class in model.py; parameter counts.
 - runtime: device, threads and seed; where a run ran; saving it whole.
+- graphs: an epoch's training steps replayed from CUDA graphs.
 - tracer: what a network computes, measured by running copies of it.
 - checks: RULES, the structural rules, decided on what the tracer measured.
 - gate: the one path from a profile to what the verdict judges (train.py's recipe, every seed).

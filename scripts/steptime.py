@@ -34,7 +34,8 @@ def step_timer(cfg: train.Config, images, labels, gen):
         start = time.perf_counter()
         for _ in range(n):
             idx = torch.randint(len(labels), (cfg.batch_size,), device=device, generator=gen)
-            x = train.training_batch(images[idx], cfg, gen, augmenting=True)
+            draws = train.augmentation_draws(cfg.batch_size, gen)
+            x = train.training_batch(images[idx], cfg, draws)
             loss, _ = train.train_step(net, optimizer, x, labels[idx], cfg.label_smoothing)
         loss.item()  # wait for the device before stopping the clock
         return (time.perf_counter() - start) / n * 1000
