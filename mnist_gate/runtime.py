@@ -2,6 +2,7 @@
 and with what it ran, and saving it whole (checkpoint, test predictions, then its record)."""
 
 import dataclasses
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -35,6 +36,10 @@ def start(device: str, threads: int, seed: int) -> torch.device:
         # fp32 training; TF32 matrix products are allowed (bf16 is unmeasured on a net this small).
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        # cuDNN's newer API builds an execution plan for every new convolution shape: 2.5 s of
+        # the first epoch at each image size on an H200, a third of Net's 8k run. Its older API
+        # picks an algorithm in milliseconds (EXPERIMENTS.md). Read at the first convolution.
+        os.environ.setdefault("TORCH_CUDNN_V8_API_DISABLED", "1")
     torch.manual_seed(seed)
     return picked
 
