@@ -2,7 +2,7 @@
 rules on numbers a run reports: parameters, epochs, accuracy. No torch here: the CI jobs that list
 the seeds and gather the runs read these on a machine without it.
 
-    python -m mnist_gate.budgets seeds ci     # the seeds as JSON, for the gate workflow's matrix
+    python -m mnist_gate.budgets jobs ci 2    # the gate workflow's jobs: two seeds each (0: all)
 """
 
 import json
@@ -44,6 +44,13 @@ def seeds(where: str = "local", path: Path = PYPROJECT) -> list[int]:
     return list(tomllib.loads(path.read_text())["tool"]["gate"]["seeds"][where])
 
 
+def jobs(seeds: list[int], per_job: int) -> list[str]:
+    """The seeds split among gate jobs, per_job each (0: every seed in one job), each job's as the
+    comma list GATE_SEEDS takes."""
+    size = per_job or len(seeds) or 1
+    return [",".join(map(str, seeds[i : i + size])) for i in range(0, len(seeds), size)]
+
+
 def check_parameter_count(count: int, profile: Profile) -> int:
     if count >= profile.max_params:
         raise GateError(
@@ -73,9 +80,9 @@ def check_epochs(epochs: int, profile: Profile) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2 or argv[0] != "seeds" or argv[1] not in WHERE:
-        sys.exit(f"usage: python -m mnist_gate.budgets seeds {{{','.join(WHERE)}}}")
-    print(json.dumps(seeds(argv[1])))
+    if len(argv) != 3 or argv[0] != "jobs" or argv[1] not in WHERE or not argv[2].isdigit():
+        sys.exit(f"usage: python -m mnist_gate.budgets jobs {{{','.join(WHERE)}}} PER_JOB")
+    print(json.dumps(jobs(seeds(argv[1]), int(argv[2]))))
 
 
 if __name__ == "__main__":

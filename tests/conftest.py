@@ -89,6 +89,37 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("seed", seeds, ids=[f"seed{s}" for s in seeds])
 
 
+# `pytest -m slow -n auto`: a worker per profile x seed, as many as the machine takes. On a GPU the
+# workers share the device: one per 2 GiB of its memory (24 workers held 34 GB of an H200), at
+# most the 48 processes that MPS serves on one GPU; CPU cores do not limit them, as the steps
+# replay CUDA graphs. On CPUs, one per core.
+GIB_PER_GPU_WORKER = 2
+MPS_CLIENTS = 48
+
+
+def auto_workers(runs: int, cores: int, gpu_gib: int | None) -> int:
+    """How many xdist workers `-n auto` starts for the slow tier: gpu_gib is the GPU's memory,
+    None without one."""
+    limit = cores if gpu_gib is None else min(MPS_CLIENTS, gpu_gib // GIB_PER_GPU_WORKER)
+    return max(1, min(runs, limit))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` for the slow tier (auto_workers above). xdist's PYTEST_XDIST_AUTO_NUM_WORKERS
+    overrides it, and the fast tier keeps xdist's own rule (a worker per core)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    if "not slow" in (config.getoption("markexpr") or "not slow"):
+        return None
+    import torch
+
+    gpu_gib = None
+    if torch.cuda.is_available():
+        gpu_gib = torch.cuda.get_device_properties(0).total_memory // 2**30
+    runs = len(selected_profiles(config)) * len(selected_seeds(config))
+    return auto_workers(runs, os.cpu_count() or 1, gpu_gib)
+
+
 def worker_threads() -> int:
     """The cores split between pytest-xdist workers; 0 (PyTorch's default) without xdist."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

@@ -4,9 +4,9 @@ seed has trained, the verdict over them (mnist_gate.gate.judge_seeds, the verdic
 the final-epoch test accuracy, their mean with several seeds) decides the session: conftest.py,
 pytest_sessionfinish. `pytest -m slow -n 2` trains two seeds at once, threads split between them.
 
-CI trains one seed per job with --defer-verdict and judges every seed together in one verdict job,
-with the same judge(). Each run goes to runs/gate-<profile>-seed<N>/ (record, checkpoint,
-predictions and reports) for CI to upload, and each verdict to runs/gate-<profile>.md.
+CI trains its seeds with --defer-verdict (pytest -m slow -n auto) and judges every seed together
+in one verdict job, with the same judge(). Each run goes to runs/gate-<profile>-seed<N>/ (record,
+checkpoint, predictions and reports) for CI to upload, and each verdict to runs/gate-<profile>.md.
 """
 
 import pytest

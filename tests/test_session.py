@@ -10,6 +10,8 @@ from pathlib import Path
 
 from mnist_gate.paths import ROOT
 
+from .conftest import auto_workers
+
 QUICK = """
 [tool.gate.profiles.quick]
 model = "Net"
@@ -49,12 +51,12 @@ def scratch_project(root: Path, tests: dict[str, str]) -> Path:
     return root
 
 
-def pytest_in(root: Path, *args: str) -> subprocess.CompletedProcess:
+def pytest_in(root: Path, *args: str, workers: str = "2", **env) -> subprocess.CompletedProcess:
     # The outer session's own settings (its xdist workers, GATE_SEEDS, ...) stay out of this one.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GATE_", "OMP_"))}
+    outer = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GATE_", "OMP_"))}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *args],
-        cwd=root, env=env, capture_output=True, text=True, timeout=110,
+        [sys.executable, "-m", "pytest", "-n", workers, "-p", "no:cacheprovider", *args],
+        cwd=root, env={**outer, **env}, capture_output=True, text=True, timeout=110,
     )  # fmt: skip
 
 
@@ -76,3 +78,37 @@ def test_each_xdist_worker_keeps_to_its_share_of_the_cores(tmp_path):
     root = scratch_project(tmp_path, {"test_threads.py": THREADS})
     result = pytest_in(root, "tests/test_threads.py")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+SLOW_STUB = """
+import pytest
+
+
+@pytest.mark.slow
+def test_nothing_trains():
+    pass
+"""
+
+
+def test_n_auto_starts_a_worker_per_run_as_far_as_the_machine_allows(tmp_path):
+    root = scratch_project(tmp_path, {"test_stub.py": SLOW_STUB})
+    cores = os.cpu_count() or 1
+    for profiles, seeds in (("quick", "0"), ("quick,8k", "0,1,2,3,4,5,6,7")):
+        runs = len(profiles.split(",")) * len(seeds.split(","))
+        args = ("-m", "slow", "--profile", profiles, "--seeds", seeds, "tests/test_stub.py")
+        result = pytest_in(root, *args, workers="auto")
+        expected = auto_workers(runs, cores, None)  # this machine has no GPU for the tests
+        assert f"created: {expected}/{expected} worker" in result.stdout, result.stdout
+    # xdist's own setting overrides the rule, and the fast tier keeps xdist's rule.
+    result = pytest_in(root, *args, workers="auto", PYTEST_XDIST_AUTO_NUM_WORKERS="1")
+    assert "created: 1/1 worker" in result.stdout, result.stdout
+    result = pytest_in(root, "--profile", profiles, "tests/test_stub.py", workers="auto")
+    assert f"created: {cores}/{cores} worker" in result.stdout, result.stdout
+
+
+def test_the_auto_rule_on_a_gpu_takes_a_worker_per_run_up_to_memory_and_mps():
+    assert auto_workers(runs=24, cores=16, gpu_gib=139) == 24  # an H200: cores do not limit
+    assert auto_workers(runs=24, cores=16, gpu_gib=16) == 8  # 2 GiB a worker
+    assert auto_workers(runs=100, cores=16, gpu_gib=139) == 48  # MPS's clients per GPU
+    assert auto_workers(runs=24, cores=16, gpu_gib=1) == 1
+    assert auto_workers(runs=24, cores=2, gpu_gib=None) == 2  # CPUs: a worker per core

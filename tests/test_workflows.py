@@ -138,39 +138,77 @@ def test_only_a_newer_pull_request_run_cancels_an_older_one(name):
     assert all(c is False for _, c in main_runs)
 
 
-def test_the_gate_job_runs_the_slow_tier_and_uploads_each_seed():
+def upload_step(job: dict) -> dict:
+    return next(s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact"))
+
+
+def test_the_gate_job_runs_the_slow_tier_and_uploads_its_seeds():
     job = load("gate-run.yml")["jobs"]["gate"]
-    assert SLOW_COMMAND in runs(job)
+    # Every profile x seed of the job at once, as many as -n auto's rule (conftest.py) allows.
+    assert f"{SLOW_COMMAND} -n auto" in runs(job)
     # Failing checks become error annotations on GitHub (the plugin is idle elsewhere).
     assert "pytest-github-actions-annotate-failures==" in (ROOT / "requirements.txt").read_text()
-    upload = next(s for s in steps(job) if s.get("uses", "").startswith("actions/upload-artifact"))
+    upload = upload_step(job)
     name = upload["with"]["name"]
-    assert "${{ matrix.seed }}" in name and "${{ github.run_id }}" in name
-    # "Re-run failed jobs" replaces the failed seed's artifact and keeps the others: no attempt
+    assert "${{ matrix.seeds }}" in name and "${{ github.run_id }}" in name
+    assert upload["with"]["path"] == "runs/gate-*"  # a folder per profile and seed
+    # "Re-run failed jobs" replaces the failed job's artifact and keeps the others: no attempt
     # in the name, and overwriting allowed.
     assert "run_attempt" not in name and upload["with"]["overwrite"] is True
     assert upload["with"]["retention-days"] <= 30
 
 
-def test_seeds_become_a_job_matrix_read_from_pyproject():
+def gate_jobs(kind: str, event: str) -> list[str]:
+    """The GATE_SEEDS of each gate job of a kind (gpu, cpu) for an event: the seeds job's own
+    command, run here with Python alone (no torch, no numpy), as that kind's caller sets it up."""
+    seeds_job = load("gate-run.yml")["jobs"]["seeds"]
+    (step,) = [s for s in steps(seeds_job) if "run" in s]
+    command = step["run"].split(">>")[0].strip()
+    per_job = load("gate.yml")["jobs"][kind]["with"]["seeds-per-job"]
+    where = evaluate(step["env"]["WHERE"], **EVENTS.get(event, {"event_name": event}))
+    env = {"PATH": f"{Path(sys.base_prefix) / 'bin'}:/usr/bin:/bin", "WHERE": where,
+           "PER_JOB": str(per_job)}  # fmt: skip
+    out = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.startswith("jobs="), out.stderr
+    return json.loads(out.stdout.removeprefix("jobs="))
+
+
+def test_the_seeds_become_the_gate_jobs_read_from_pyproject():
     jobs = load("gate-run.yml")["jobs"]
     gate = jobs["gate"]
     assert gate["needs"] == "seeds"
-    assert gate["strategy"]["matrix"]["seed"] == "${{ fromJSON(needs.seeds.outputs.list) }}"
-    assert gate["strategy"]["fail-fast"] is False  # one seed's failure must not cancel the others
-    assert gate["env"]["GATE_SEEDS"] == "${{ matrix.seed }}"
+    assert gate["strategy"]["matrix"]["seeds"] == "${{ fromJSON(needs.seeds.outputs.jobs) }}"
+    assert gate["strategy"]["fail-fast"] is False  # one job's failure must not cancel the others
+    assert gate["env"]["GATE_SEEDS"] == "${{ matrix.seeds }}"
+    assert gate["env"]["GATE_PROFILE"] == "all"
     assert gate["env"]["GATE_DEFER_VERDICT"] == "1"
-    # The seeds job's own command, run here with Python alone (no torch, no numpy), reads
-    # [tool.gate.seeds] ci.
-    (step,) = [s for s in steps(jobs["seeds"]) if "run" in s]
-    command = step["run"].split(">>")[0].strip()
     for event, where in (("pull_request", "ci"), ("merge_group", "ci"), ("push", "reference"),
                          ("schedule", "reference")):  # fmt: skip
-        assert evaluate(step["env"]["WHERE"], **EVENTS.get(event, {"event_name": event})) == where
-        env = {"PATH": f"{Path(sys.base_prefix) / 'bin'}:/usr/bin:/bin", "WHERE": where}
-        out = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True,
-                             env=env)  # fmt: skip
-        assert out.stdout.strip() == "list=" + json.dumps(budgets.seeds(where)), out.stderr
+        wanted = budgets.seeds(where)
+        # The GPU gate: one job trains every seed; the CPU gate: two seeds a hosted job.
+        assert gate_jobs("gpu", event) == [",".join(map(str, wanted))]
+        cpu = gate_jobs("cpu", event)
+        assert [int(s) for job in cpu for s in job.split(",")] == wanted
+        assert all(len(job.split(",")) <= 2 for job in cpu) and len(cpu) > 1
+
+
+def test_the_gpu_job_shares_the_gpu_between_its_processes_and_stops_sharing_after():
+    job = load("gate-run.yml")["jobs"]["gate"]
+    named = {s.get("name", ""): s for s in steps(job)}
+    start = next(s for name, s in named.items() if "MPS" in name and "Stop" not in name)
+    stop = named["Stop MPS"]
+    gate = next(s for s in steps(job) if s.get("run") == f"{SLOW_COMMAND} -n auto")
+    assert start["if"] == "inputs.kind == 'gpu'" and "nvidia-cuda-mps-control -d" in start["run"]
+    assert stop["if"] == "always() && inputs.kind == 'gpu'" and "quit" in stop["run"]
+    # The daemon, the gate's processes and the stop meet at one pipe directory.
+    pipes = {s["env"]["CUDA_MPS_PIPE_DIRECTORY"] for s in (start, gate, stop)}
+    assert pipes == {"${{ runner.temp }}/mps"}
+    order = steps(job)
+    assert (
+        order.index(start) < order.index(gate) < order.index(stop) < order.index(upload_step(job))
+    )
+    # Without MPS the gate still runs, slower, and says so.
+    assert "::warning::" in start["run"]
 
 
 def test_the_torch_pins_are_read_from_requirements():
@@ -195,14 +233,12 @@ def test_one_hosted_job_gathers_every_seed_and_gives_the_verdict():
     base = next(s for s in steps(verdict) if s.get("with", {}).get("path") == "base")
     assert base["with"]["ref"] == "${{ github.base_ref }}"
     # It downloads exactly the artifacts the matrix uploaded, from this run and attempt.
-    upload = next(
-        s for s in steps(jobs["gate"]) if s.get("uses", "").startswith("actions/upload-artifact")
-    )
+    upload = upload_step(jobs["gate"])
     download = next(
         s for s in steps(verdict) if s.get("uses", "").startswith("actions/download-artifact")
     )
     pattern = download["with"]["pattern"].replace("*", "")
-    assert upload["with"]["name"].startswith(pattern) and "${{ matrix.seed }}" not in pattern
+    assert upload["with"]["name"].startswith(pattern) and "${{ matrix.seeds }}" not in pattern
 
 
 def test_the_verdict_imports_no_torch():
@@ -214,15 +250,11 @@ def test_the_verdict_imports_no_torch():
 def test_each_gate_kind_uploads_under_its_own_artifact_name():
     # A manual run starts the gpu and the cpu job in one workflow run; upload-artifact refuses a
     # name that the run already has.
-    upload = next(
-        s
-        for s in steps(load("gate-run.yml")["jobs"]["gate"])
-        if s.get("uses", "").startswith("actions/upload-artifact")
-    )
+    upload = upload_step(load("gate-run.yml")["jobs"]["gate"])
     callers = {k: job for k, job in load("gate.yml")["jobs"].items() if "with" in job}
     names = {
         evaluate(upload["with"]["name"].replace("inputs.kind", f"'{job['with']['kind']}'")
-                 .replace("matrix.seed", "0"), run_id=5, run_attempt=1)
+                 .replace("matrix.seeds", "'0,1'"), run_id=5, run_attempt=1)
         for job in callers.values()
     }  # fmt: skip
     assert len(names) == len(callers), names
