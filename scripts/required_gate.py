@@ -22,7 +22,7 @@ def failure(event: str, fork: bool, jobs: dict) -> str | None:
     job = needed(event, fork)
     result = (jobs.get(job) or {}).get("result", "missing")
     if result != "success":
-        source = " from a fork" if fork else ""
+        source = " from a fork" if fork and event == "pull_request" else ""
         return f"the {job} gate, which a {event} event{source} needs, ended {result}"
     return None
 

@@ -219,8 +219,9 @@ def test_the_torch_pins_are_read_from_requirements():
 def test_one_hosted_job_gathers_every_seed_and_gives_the_verdict():
     jobs = load("gate-run.yml")["jobs"]
     verdict = jobs["verdict"]
-    # Always, and told how every job it needs ended: a skipped required check counts as passed.
-    assert verdict["needs"] == ["seeds", "gate"] and verdict["if"] == "always()"
+    # After failed or skipped gate jobs too, told how every job it needs ended; a cancelled run
+    # stops it, and gate.yml's required check reads the cancel as a failure.
+    assert verdict["needs"] == ["seeds", "gate"] and verdict["if"] == "${{ !cancelled() }}"
     assert verdict["runs-on"].startswith("ubuntu")  # GitHub-hosted: no GPU runner held for it
     commands = runs(verdict)
     assert not any("torch" in run for run in commands), "the verdict needs no torch"
@@ -385,6 +386,45 @@ def test_workflows_start_with_no_permissions_and_pin_actions_to_commits(path):
             action, ref, comment = match.groups()
             assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{action} pinned to {ref}, not a commit"
             assert re.search(r"# v\d", comment), f"{action}@{ref} has no version comment"
+
+
+def every_uses():
+    for path in FILES:
+        for name, job in load(path.name)["jobs"].items():
+            if "uses" in job:
+                yield f"{path.name}:{name}", "job", job["uses"]
+            for step in steps(job):
+                if "uses" in step:
+                    yield f"{path.name}:{name}", "step", step["uses"]
+
+
+def test_every_uses_is_in_a_form_github_documents():
+    # The schema check takes any string. A reusable workflow of this repository is called as
+    # ./.github/workflows/NAME.yml, the form every runner and GitHub Enterprise Server take; an
+    # action as OWNER/REPO[/PATH]@COMMIT.
+    found = list(every_uses())
+    assert any(kind == "job" for _, kind, _ in found)
+    for where, kind, uses in found:
+        if kind == "job":
+            assert re.fullmatch(r"\./\.github/workflows/[\w.-]+\.ya?ml", uses), (where, uses)
+        else:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}", uses), (where, uses)
+
+
+@pytest.mark.parametrize("event", ["push", "schedule", "workflow_dispatch", "merge_group"])
+def test_the_required_checks_message_names_a_fork_only_for_a_fork(event):
+    step = next(s for s in steps(load("gate.yml")["jobs"]["gate"]) if "run" in s)
+    github = {"event_name": event, "repository": "owner/mnist-gate",
+              "event": SimpleNamespace(pull_request=None)}  # fmt: skip
+    fork = evaluate(step["env"]["FORK"].replace("github.event.pull_request.head.repo.full_name",
+                                                "None"), **github)  # fmt: skip
+    assert fork is False
+    jobs = json.dumps({"gpu": {"result": "failure"}, "cpu": {"result": "skipped"}})
+    result = subprocess.run(
+        [sys.executable, str(REQUIRED)], capture_output=True, text=True,
+        env={"EVENT": event, "FORK": "true", "JOBS": jobs, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 1 and "fork" not in result.stderr, result.stderr
 
 
 HOOK = ROOT / "scripts" / "runner-job-started.sh"
@@ -584,7 +624,7 @@ def test_the_gate_environments_disk_is_bounded(tmp_path):
 
 def test_a_pull_request_gets_a_regression_check_of_its_own():
     job = load("gate-run.yml")["jobs"]["regression"]
-    assert job["needs"] == ["seeds", "gate"] and job["if"].startswith("always()")
+    assert job["needs"] == ["seeds", "gate"] and job["if"].startswith("${{ !cancelled() && ")
     assert "pull_request" in job["if"] and job["name"] == "regression"
     (final,) = [run for run in runs(job) if "$GITHUB_STEP_SUMMARY" in run]
     assert "python -m mnist_gate.verdict runs/this --check regression --main runs/main" in final
