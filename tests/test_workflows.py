@@ -20,6 +20,7 @@ from mnist_gate.paths import ROOT
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
 FAST_COMMAND, SLOW_COMMAND = "pytest", "pytest -m slow"
+VERDICT = "python -I scripts/isolated.py mnist_gate.verdict"  # nothing from the root imported
 
 
 def load(name: str) -> dict:
@@ -227,7 +228,7 @@ def test_one_hosted_job_gathers_every_seed_and_gives_the_verdict():
     assert not any("torch" in run for run in commands), "the verdict needs no torch"
     assert any(run.startswith("pip install") and "numpy==" in run for run in commands)
     final = next(run for run in commands if "$GITHUB_STEP_SUMMARY" in run)
-    assert 'python -m mnist_gate.verdict runs/this --jobs "$JOBS"' in final
+    assert f'{VERDICT} runs/this --jobs "$JOBS"' in final
     assert "--budgets base/pyproject.toml --main runs/main" in final
     env = next(s for s in steps(verdict) if "$GITHUB_STEP_SUMMARY" in s.get("run", ""))["env"]
     assert env["JOBS"] == "${{ toJSON(needs) }}"
@@ -357,7 +358,7 @@ def test_the_one_required_check_passes_only_when_the_gate_its_event_needs_passed
 ):
     job = load("gate.yml")["jobs"]["gate"]
     assert job["needs"] == ["gpu", "cpu"] and job["if"].startswith("always()")
-    assert "python3 scripts/required_gate.py" in runs(job)
+    assert "python3 -I scripts/required_gate.py" in runs(job)
     jobs = json.dumps({"gpu": {"result": gpu}, "cpu": {"result": cpu}})
     result = subprocess.run(
         [sys.executable, str(REQUIRED)], capture_output=True, text=True,
@@ -627,4 +628,78 @@ def test_a_pull_request_gets_a_regression_check_of_its_own():
     assert job["needs"] == ["seeds", "gate"] and job["if"].startswith("${{ !cancelled() && ")
     assert "pull_request" in job["if"] and job["name"] == "regression"
     (final,) = [run for run in runs(job) if "$GITHUB_STEP_SUMMARY" in run]
-    assert "python -m mnist_gate.verdict runs/this --check regression --main runs/main" in final
+    assert f"{VERDICT} runs/this --check regression --main runs/main" in final
+
+
+def owners(path: str) -> list[str]:
+    """The owners .github/CODEOWNERS gives a file (its last matching rule wins), for the three
+    kinds of pattern it uses: `*`, `/folder/` and `/file`."""
+    found = []
+    for line in (ROOT / ".github" / "CODEOWNERS").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        pattern, *names = line.split()
+        if pattern == "*" or ("/" + path).startswith(pattern) or "/" + path == pattern:
+            found = names
+    return found
+
+
+def test_every_file_needs_a_code_owners_review():
+    rules = [line for line in (ROOT / ".github" / "CODEOWNERS").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]  # fmt: skip
+    assert rules[0].split()[0] == "*", "a catch-all first, more specific owners after"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    # Files a pull request could add at the root, which pytest or the verdict would pick up: a
+    # conftest.py or pytest.ini changes what `pytest` runs, so review is what stops them.
+    for path in [*tracked.stdout.split(), "conftest.py", "pytest.ini", "numpy.py", "new/file"]:
+        assert owners(path), f"{path} needs no review"
+
+
+def scratch_verdict(root: Path, extra: dict[str, str]) -> Path:
+    """The verdict's code in a scratch checkout, with a failing 8k run and these root files."""
+    from .helpers import record, save
+
+    shutil.copytree(ROOT / "mnist_gate", root / "mnist_gate",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    (root / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "isolated.py", root / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", root)
+    (root / "data").symlink_to(ROOT / "data")
+    save(root / "runs" / "this" / "gate-8k-seed0", record(accuracy=0.99))
+    for name, text in extra.items():
+        (root / name).write_text(text)
+    return root
+
+
+def test_a_module_a_pull_request_adds_at_the_root_cannot_change_the_verdict(tmp_path):
+    # Imported in place of numpy, it would end the verdict with success before it judged.
+    root = scratch_verdict(tmp_path, {"numpy.py": "raise SystemExit(0)\n"})
+    args = ["runs/this", "--seeds", "0", "--profile", "8k"]
+    env = {"PATH": os.environ["PATH"]}
+    plain = subprocess.run([sys.executable, "-m", "mnist_gate.verdict", *args], cwd=root,
+                           env=env, capture_output=True, text=True)  # fmt: skip
+    assert plain.returncode == 0, "the plain command was expected to import the root's numpy.py"
+    python, script, module = VERDICT.split()[0], *VERDICT.split()[2:]
+    assert (python, script, module) == ("python", "scripts/isolated.py", "mnist_gate.verdict")
+    ours = subprocess.run([sys.executable, "-I", script, module, *args], cwd=root, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert ours.returncode == 1 and "**FAIL**" in ours.stdout, ours.stderr
+
+
+def test_the_required_check_warns_while_codeowners_names_the_placeholder(tmp_path):
+    jobs = json.dumps({"gpu": {"result": "success"}, "cpu": {"result": "skipped"}})
+    for owner, warned in (("@OWNER", True), ("@someone", False)):
+        (tmp_path / "scripts").mkdir(exist_ok=True)
+        (tmp_path / ".github").mkdir(exist_ok=True)
+        shutil.copy(REQUIRED, tmp_path / "scripts")
+        (tmp_path / ".github" / "CODEOWNERS").write_text(f"# owners\n* {owner}\n")
+        summary = tmp_path / "summary.md"
+        summary.write_text("")
+        result = subprocess.run(
+            [sys.executable, "-I", str(tmp_path / "scripts" / REQUIRED.name)],
+            capture_output=True, text=True,
+            env={"EVENT": "push", "FORK": "false", "JOBS": jobs, "PATH": "/usr/bin:/bin",
+                 "GITHUB_STEP_SUMMARY": str(summary)},
+        )  # fmt: skip
+        assert result.returncode == 0 and len(result.stdout.splitlines()) == 1, result.stderr
+        assert ("still names @OWNER" in summary.read_text()) is warned, summary.read_text()
