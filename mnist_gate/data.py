@@ -1,14 +1,19 @@
-"""MNIST as whole uint8 tensors, read from the IDX files in data/ and verified byte for byte."""
+"""MNIST as whole uint8 tensors, read from the IDX files in data/ and verified byte for byte; the
+test labels alone without torch, for the verdict."""
+
+from __future__ import annotations
 
 import gzip
 import hashlib
 import socket
 import zlib
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .paths import ROOT
+
+if TYPE_CHECKING:
+    import torch
 
 DATA_DIR = ROOT / "data"
 RAW_DIR = DATA_DIR / "MNIST" / "raw"
@@ -41,6 +46,11 @@ def read_verified(path: Path) -> bytes:
     if len(data) != size or hashlib.md5(data).hexdigest() != md5:
         raise DataError(f"{path} does not match the official {name} (MD5 {md5}); {RESTORE}")
     return data
+
+
+def mnist_test_labels(data_dir: Path = DATA_DIR) -> bytes:
+    """The 10,000 test labels, a byte each in the test set's order, verified; no torch needed."""
+    return read_verified(Path(data_dir) / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz")[8:]
 
 
 def download(data_dir: Path, timeout: float = DOWNLOAD_TIMEOUT) -> None:
@@ -87,6 +97,8 @@ def load_mnist(
         download(data_dir)
     elif missing:
         raise DataError(f"{missing[0]} is missing; {RESTORE}")
+
+    import torch
 
     def tensor(name: str, header: int, shape: tuple[int, ...]) -> torch.Tensor:
         data = bytearray(read_verified(paths[name])[header:])

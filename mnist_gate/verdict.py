@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import budgets, paths, record, stats
+from . import budgets, data, paths, record, stats
 from .budgets import GateError, Profile
 from .paths import PREDICTIONS
 from .record import Record, RecordError
@@ -357,11 +357,15 @@ def regression(
 
 def gather(folder: Path) -> list[Record]:
     """Every finished run under folder whose directory is named gate-*, at any depth (artifacts
-    unpack into a directory each), each checked against its own predictions; a seed found twice
-    is an error."""
+    unpack into a directory each), each checked against its own predictions, whose label row
+    must be the MNIST test labels shipped in data/; a seed found twice is an error."""
     found = sorted(p.parent for p in folder.glob(f"**/gate-*/{record.FILE}"))
     if not found:
         raise ReportError(f"no gate-*/{record.FILE} under {folder}")
+    try:
+        labels = np.frombuffer(data.mnist_test_labels(), dtype=np.uint8)
+    except data.DataError as err:
+        raise ReportError(str(err)) from None
     runs = load_runs(found)
     seen = {}
     for run in runs:
@@ -373,6 +377,11 @@ def gather(folder: Path) -> list[Record]:
         pairs = load_predictions(run.folder)
         if pairs is None:
             raise ReportError(f"{run.folder} has no {PREDICTIONS}")
+        if not np.array_equal(pairs[0], labels):
+            raise ReportError(
+                f"{run.folder}: the label row of its predictions is not the {len(labels):,} "
+                "MNIST test labels shipped in data/, so its accuracy is not of the test set"
+            )
         correct = int((pairs[0] == pairs[1]).sum())
         if pairs.shape[1] != run.test_images or correct != run.test_correct:
             raise ReportError(

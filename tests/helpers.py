@@ -9,6 +9,7 @@ import numpy as np
 
 import train
 from mnist_gate import runtime
+from mnist_gate.data import mnist_test_labels
 from mnist_gate.paths import PREDICTIONS
 from mnist_gate.record import Epoch, Record
 
@@ -41,9 +42,13 @@ def record(
     return Record(**{**fields, **overrides})
 
 
+TEST_LABELS = np.frombuffer(mnist_test_labels(), dtype=np.uint8)
+
+
 def predictions(wrong: list[int], n: int = 10_000) -> np.ndarray:
-    """Test labels and predictions, the images in `wrong` misclassified."""
-    labels = np.arange(n, dtype=np.uint8) % 10
+    """The shipped test labels (the first n) and predictions, the images in `wrong`
+    misclassified."""
+    labels = TEST_LABELS[:n].copy()
     guesses = labels.copy()
     guesses[wrong] = (guesses[wrong] + 1) % 10
     return np.stack([labels, guesses])

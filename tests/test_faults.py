@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 import train
@@ -177,6 +178,23 @@ def test_the_verdict_counts_no_seed_twice(tmp_path):
 def test_the_verdict_believes_no_record_its_predictions_contradict(tmp_path):
     save(tmp_path / "gate-8k-seed0", a_record(0.9990), predictions(list(range(50))))
     with pytest.raises(verdict.ReportError, match="get 9,950 of 10,000 right, its record says"):
+        verdict.summary(tmp_path, seeds=[0], names=["8k"])
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        lambda real: np.zeros_like(real),  # every label and every guess 0: "100%"
+        lambda real: np.roll(real, 1),  # the test labels in another order
+        lambda real: np.where(np.arange(len(real)) == 7, (real + 1) % 10, real),  # one changed
+    ],
+    ids=["all zero", "shifted", "one label"],
+)
+def test_the_verdict_believes_no_run_labelled_otherwise_than_the_test_set(tmp_path, labels):
+    # The run writes its own label row, guesses it right every time, and records that.
+    row = labels(predictions([])[0])
+    save(tmp_path / "gate-8k-seed0", a_record(1.0), np.stack([row, row]))
+    with pytest.raises(verdict.ReportError, match="is not the 10,000 MNIST test labels shipped"):
         verdict.summary(tmp_path, seeds=[0], names=["8k"])
 
 
