@@ -12,8 +12,10 @@
 #
 # A hook's non-zero exit does not stop a job's `if: always()` steps nor an action's `pre:` script
 # (actions/runner#2811), so a refusal ends the job's worker process itself (Runner.Worker, an
-# ancestor of this hook), then exits 1. Interpreters are called by absolute path: nothing on the
-# job's PATH is run.
+# ancestor of this hook), then exits 1. The worker forwards a step's output to GitHub every 250 to
+# 500 ms, so the refusal is written and flushed a second before the worker ends: the person whose
+# job it was reads why, not a worker crash. Interpreters are called by absolute path: nothing on
+# the job's PATH is run.
 set -euo pipefail
 
 exec /usr/bin/python3 -I - <<'PY'
@@ -21,9 +23,11 @@ import json
 import os
 import signal
 import sys
+import time
 
 EVENTS = {"push", "pull_request", "workflow_dispatch", "schedule", "merge_group"}
 WORKER = "Runner.Worker"
+FORWARDED = 1.0  # seconds the worker may take to forward the refusal (it does so every 0.5 s)
 
 
 def worker() -> int | None:
@@ -49,6 +53,7 @@ def refuse(reason: str) -> None:
     print(f"::error::runner hook: {reason}; this self-hosted runner takes no code from forks"
           f"{ended}", flush=True)
     if pid:
+        time.sleep(FORWARDED)
         os.kill(pid, signal.SIGKILL)
     sys.exit(1)
 

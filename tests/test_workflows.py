@@ -504,6 +504,23 @@ def test_the_runner_hook_ends_the_jobs_worker_process(tmp_path):
     assert admitted.returncode == 0 and admitted.stdout == "the job goes on\n"
 
 
+def test_the_runner_hooks_refusal_is_written_before_the_worker_ends(tmp_path):
+    # The worker forwards output every 250 to 500 ms: a line written as it dies is never seen.
+    worker = tmp_path / "Runner.Worker"
+    worker.symlink_to("/bin/bash")
+    (tmp_path / "event.json").write_text(json.dumps(pull_request("someone/mnist-gate")))
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_EVENT_NAME": "pull_request",
+           "GITHUB_EVENT_PATH": str(tmp_path / "event.json")}  # fmt: skip
+    with subprocess.Popen([str(worker), "-c", f"bash {HOOK}; echo the job goes on"], env=env,
+                          text=True, stdout=subprocess.PIPE) as process:  # fmt: skip
+        line = process.stdout.readline()
+        written = time.monotonic()
+        process.wait(timeout=60)
+        ended = time.monotonic()
+    assert line.startswith("::error::runner hook: ") and process.returncode == -signal.SIGKILL
+    assert ended - written >= 0.5, f"the worker ended {ended - written:.2f} s after the line"
+
+
 def test_the_runner_hook_runs_nothing_from_the_jobs_path(tmp_path):
     # A python3 (and an env) early on PATH that would admit anything.
     for name in ("python3", "python", "env"):
