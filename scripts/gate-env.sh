@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The gate's Python environment on a self-hosted runner: kept outside the workspace (checkout's
-# clean deletes everything inside it), keyed by what it installs, built only when that changes.
+# clean deletes everything inside it), keyed by what it installs.
 #
 #     scripts/gate-env.sh TORCH_INDEX >> "$GITHUB_PATH"    # prints the environment's bin folder
 #
-# The key hashes the Python version, the torch index and requirements.txt. Environments live in
-# $GATE_ENV_ROOT (default ~/.cache/mnist-gate). The disk is bounded: pip keeps no cache, and at
-# most $GATE_ENV_KEEP environments (default 3) stay, the least recently used going first, as does
-# one unused for 14 days. A lock keeps two jobs on one machine from building at once; an
-# environment counts only once its last install step has finished and it imports what the gate
-# needs, and it is made read-only then, so a job cannot change what the next one reuses. One that
-# no longer imports is rebuilt.
+# The key hashes the Python version, the torch index and requirements.txt. First choice is an
+# environment baked into the runner's image: $GATE_ENV_IMAGE (default /opt/mnist-gate/envs),
+# built there by root when the image is made (`sudo GATE_ENV_ROOT=/opt/mnist-gate/envs
+# scripts/gate-env.sh INDEX`) and so owned by root: a job can neither change it nor pay for it.
+# When the image holds none for this key (requirements.txt changed since the image was made), it
+# is built in $GATE_ENV_ROOT (default ~/.cache/mnist-gate), with a warning: on a VM thrown away
+# after each job, that is every job. There the disk is bounded: pip keeps no cache, and at most
+# $GATE_ENV_KEEP environments (default 3) stay, the least recently used going first, as does one
+# unused for 14 days. A lock keeps two jobs on one machine from building at once; an environment
+# counts only once its last install step has finished and it imports what the gate needs, and it
+# is made read-only then, against accidents (its owner can make it writable again; the throw-away
+# VM is what keeps one job from changing what the next one uses). One that no longer imports is
+# rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +35,17 @@ remove() {
     chmod -R u+w "$1" 2>/dev/null || true
     rm -rf "$1"
 }
+
+image=${GATE_ENV_IMAGE:-/opt/mnist-gate/envs}
+if [ "$image" != "$root" ] && works "$image/venv-$key"; then
+    echo "reusing the runner image's $image/venv-$key" >&2
+    echo "$image/venv-$key/bin"
+    exit 0
+fi
+if [ -d "$image" ] && [ "$image" != "$root" ]; then
+    echo "::warning::the runner image's $image has no environment for this requirements.txt;" \
+        "building one in $root (minutes, every job on a fresh VM): rebuild the image" >&2
+fi
 
 mkdir -p "$root"
 exec 9>"$root/lock"

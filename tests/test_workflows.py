@@ -589,15 +589,15 @@ exit 2
 """
 
 
-def gate_env(tmp_path, index: str, imports: str = "yes"):
+def gate_env(tmp_path, index: str, imports: str = "yes", root: str = "envs"):
     stub = tmp_path / "stub" / "python3"
     if not stub.exists():
         stub.parent.mkdir()
         stub.write_text(STUB_PYTHON)
         stub.chmod(0o755)
     env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "GATE_ENV_ROOT": str(tmp_path / "envs"), "STUB_LOG": str(tmp_path / "pip.log"),
-           "STUB_IMPORTS": imports}  # fmt: skip
+           "GATE_ENV_ROOT": str(tmp_path / root), "GATE_ENV_IMAGE": str(tmp_path / "image"),
+           "STUB_LOG": str(tmp_path / "pip.log"), "STUB_IMPORTS": imports}  # fmt: skip
     return subprocess.run(["bash", str(GATE_ENV), index], env=env, capture_output=True, text=True)
 
 
@@ -638,6 +638,21 @@ def test_the_gate_environments_disk_is_bounded(tmp_path):
     latest = gate_env(tmp_path, "https://index/e").stdout.strip().removesuffix("/bin")
     assert latest in map(str, envs)
     assert "PIP_NO_CACHE_DIR=1" in GATE_ENV.read_text()  # pip's own cache never grows
+
+
+def test_an_environment_baked_into_the_runner_image_is_used_as_it_is(tmp_path):
+    # Made when the image is built (as root, so no job can change it), for this requirements.txt.
+    assert gate_env(tmp_path, "https://index/a", root="image").returncode == 0
+    pip_calls(tmp_path)
+    used = gate_env(tmp_path, "https://index/a")
+    assert used.returncode == 0 and used.stdout.startswith(str(tmp_path / "image")), used.stderr
+    assert (
+        pip_calls(tmp_path) == [] and not (tmp_path / "envs").exists()
+    )  # nothing built, nor written
+    # Requirements the image was not built for: built for the job, and the job says so.
+    other = gate_env(tmp_path, "https://index/b")
+    assert other.stdout.startswith(str(tmp_path / "envs")) and len(pip_calls(tmp_path)) == 2
+    assert "::warning::the runner image's" in other.stderr and "rebuild the image" in other.stderr
 
 
 def test_a_pull_request_gets_a_regression_check_of_its_own():
