@@ -33,17 +33,25 @@ def pytest_addoption(parser):
 
 
 def selected_seeds(config) -> list[int]:
+    """--seeds, else $GATE_SEEDS, else [tool.gate.seeds] local: one seed at least, each once."""
     wanted = config.getoption("--seeds")
     if wanted is None:
-        return budgets.seeds("local")
-    try:
-        seeds = [int(s) for s in wanted.split(",")]
-    except ValueError:
-        raise pytest.UsageError(
-            f"--seeds takes integers separated by commas, got {wanted!r}"
-        ) from None
-    if len(set(seeds)) < len(seeds) or min(seeds) < 0:
-        raise pytest.UsageError(f"--seeds must be distinct and not negative, got {wanted!r}")
+        seeds, source = budgets.seeds("local"), "[tool.gate.seeds] local in pyproject.toml"
+    else:
+        source = f"--seeds {wanted!r}"
+        try:
+            seeds = [int(s) for s in wanted.split(",")]
+        except ValueError:
+            raise pytest.UsageError(
+                f"--seeds takes integers separated by commas, got {wanted!r}"
+            ) from None
+    if not seeds:
+        raise pytest.UsageError(f"{source} names no seed: the slow tier would judge nothing")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise pytest.UsageError(f"{source} names seed {twice[0]} twice; each seed is one run")
+    if min(seeds) < 0:
+        raise pytest.UsageError(f"{source}: seeds are not negative, got {min(seeds)}")
     return seeds
 
 
@@ -56,6 +64,9 @@ def selected_profiles(config) -> list[budgets.Profile]:
         raise pytest.UsageError(
             f"unknown profile {', '.join(unknown)}; pyproject.toml defines {', '.join(profiles)}"
         )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise pytest.UsageError(f"--profile names {twice[0]} twice; each profile is judged once")
     return [profiles[name] for name in names]
 
 
@@ -169,22 +180,37 @@ def session_verdicts(config, ran: dict[str, list[int]]) -> list:
     ]
 
 
+def not_judged(config, ran: dict[str, list[int]]) -> list[str]:
+    """Each profile x seed asked for whose run did not train and keep its budget in this session:
+    its test failed, was deselected (-k) or never ran. A verdict over fewer seeds than asked for
+    is no verdict."""
+    return [
+        f"profile {profile.name} seed {seed}: not trained and judged in this session"
+        for profile in selected_profiles(config)
+        for seed in selected_seeds(config)
+        if seed not in ran.get(profile.name, [])
+    ]
+
+
+NOT_JUDGED: list[str] = []
+
+
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput") or not GATE_RUNS:
         return  # an xdist worker, or no slow-tier run
-    if session.config.getoption("--defer-verdict"):
-        return  # CI's verdict job judges every seed together
-    VERDICTS[:] = session_verdicts(session.config, GATE_RUNS)
-    if not all(v.passed for v in VERDICTS):
+    NOT_JUDGED[:] = not_judged(session.config, GATE_RUNS)
+    if not session.config.getoption("--defer-verdict"):  # else CI's verdict job judges them all
+        VERDICTS[:] = session_verdicts(session.config, GATE_RUNS)
+    if NOT_JUDGED or not all(v.passed for v in VERDICTS):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter):
-    if VERDICTS:
+    if VERDICTS or NOT_JUDGED:
         terminalreporter.ensure_newline()  # else the first line below starts with a blank one
         terminalreporter.section("gate verdict")
     # The closing line counts what failed the session: "2 passed, 1 failed (gate verdict)".
-    failed = [judged for judged in VERDICTS if not judged.passed]
+    failed = [judged for judged in VERDICTS if not judged.passed] + NOT_JUDGED
     if failed:
         terminalreporter.stats.setdefault("failed (gate verdict)", []).extend(failed)
     for judged in VERDICTS:
@@ -193,3 +219,5 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"profile {judged.profile.name}, {seeds} seed(s): {status}")
         for line in judged.failures:
             terminalreporter.write_line(f"  {line}", red=True)
+    for line in NOT_JUDGED:
+        terminalreporter.write_line(line, red=True)

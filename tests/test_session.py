@@ -112,3 +112,33 @@ def test_the_auto_rule_on_a_gpu_takes_a_worker_per_run_up_to_memory_and_mps():
     assert auto_workers(runs=100, cores=16, gpu_gib=139) == 48  # MPS's clients per GPU
     assert auto_workers(runs=24, cores=16, gpu_gib=1) == 1
     assert auto_workers(runs=24, cores=2, gpu_gib=None) == 2  # CPUs: a worker per core
+
+
+def test_a_seed_left_out_of_the_session_fails_it_by_name(tmp_path):
+    # -k trains seed 0 only: no verdict over both seeds, so the session cannot pass on seed 0.
+    slow = (ROOT / "tests" / "test_gate_slow.py").read_text()
+    root = scratch_project(tmp_path, {"test_gate_slow.py": slow})
+    for env in ({}, {"GATE_DEFER_VERDICT": "1"}):
+        args = ("-m", "slow", "--profile", "quick", "--seeds", "0,1", "-k", "seed0")
+        result = pytest_in(root, *args, **env)
+        out = result.stdout
+        assert result.returncode == 1, out + result.stderr
+        assert "profile quick seed 1: not trained and judged in this session" in out
+        assert "1 passed, 1 failed (gate verdict)" in out.splitlines()[-1], out
+
+
+def test_a_selection_that_judges_nothing_or_a_run_twice_is_refused_before_training(tmp_path):
+    root = scratch_project(tmp_path, {"test_stub.py": SLOW_STUB})
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text()
+    cases = [
+        (("--profile", "quick,quick"), text, "--profile names quick twice"),
+        (("--seeds", "3,1,3"), text, "--seeds '3,1,3' names seed 3 twice"),
+        ((), text.replace("local = [0]", "local = []"), "local in pyproject.toml names no seed"),
+        ((), text.replace("local = [0]", "local = [0, 0]"), "local in pyproject.toml names seed 0"),
+    ]
+    for args, toml, message in cases:
+        pyproject.write_text(toml)
+        result = pytest_in(root, "-m", "slow", *args, "tests/test_stub.py", workers="0")
+        assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and not (root / "runs").exists()
