@@ -6,6 +6,7 @@ the seeds and gather the runs read these on a machine without it.
 """
 
 import json
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -16,6 +17,11 @@ from .paths import PYPROJECT
 
 class GateError(AssertionError):
     """A broken rule; the message names the rule, the layer and by how much."""
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, on the command line or in [tool.gate]; the message is one line
+    naming it."""
 
 
 @dataclass(frozen=True)
@@ -29,19 +35,80 @@ class Profile:
     train: dict = field(default_factory=dict, hash=False)  # train.py settings the gate trains with
 
 
-def load_profiles(path: Path = PYPROJECT) -> dict[str, Profile]:
-    """The budgets, from the one table that holds them: [tool.gate.profiles] in pyproject.toml."""
-    table = tomllib.loads(path.read_text())["tool"]["gate"]["profiles"]
-    return {name: Profile(name=name, **budget) for name, budget in table.items()}
-
-
+NAME = re.compile(r"[A-Za-z0-9_-]+")  # a profile's name names folders: runs/gate-<name>-seed<N>
+REQUIRED = {"model": str, "max_params": int, "max_epochs": int, "min_accuracy": float}
+OPTIONAL = {"min_receptive_field": int, "train": dict}
 WHERE = ("local", "ci", "reference")
+
+
+def gate_table(path: Path = PYPROJECT) -> dict:
+    """[tool.gate] of a pyproject.toml, or a ConfigError saying in one line why there is none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path} ({getattr(err, 'strerror', None) or err})") from None
+    try:
+        table = tomllib.loads(text).get("tool", {}).get("gate")
+    except (tomllib.TOMLDecodeError, AttributeError) as err:
+        raise ConfigError(f"{path} is not valid TOML ({err})") from None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path} has no [tool.gate] table of budgets and seeds")
+    return table
+
+
+def checked(where: str, key: str, value, kind: type):
+    """value as the type a budget needs, or a ConfigError naming where it is and what it needs."""
+    accepted = int | float if kind is float else kind
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        needs = {str: "a name", int: "a whole number", float: "a number", dict: "a table"}[kind]
+        raise ConfigError(f"{where} {key} = {value!r}: must be {needs}")
+    if key == "min_accuracy" and not 0 < value <= 1:
+        raise ConfigError(
+            f"{where} min_accuracy = {value!r}: a fraction of the test set, e.g. 0.994 for 99.4%"
+        )
+    if kind is int and value < 1:
+        raise ConfigError(f"{where} {key} = {value!r}: must be at least 1")
+    if kind is str and not value:
+        raise ConfigError(f"{where} {key} is empty: it names a network in model.py")
+    return float(value) if kind is float else value
+
+
+def load_profiles(path: Path = PYPROJECT) -> dict[str, Profile]:
+    """The budgets, from the one table that holds them: [tool.gate.profiles] in pyproject.toml,
+    each checked: a plain name, the keys a budget has, each of its type and range."""
+    table = gate_table(path).get("profiles")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{path} has no [tool.gate.profiles.NAME] budget")
+    profiles = {}
+    for name, budget in table.items():
+        where = f"[tool.gate.profiles.{name}]"
+        if not NAME.fullmatch(name):
+            raise ConfigError(f"{where}: a profile's name is letters, digits, '-' and '_' only")
+        if not isinstance(budget, dict):
+            raise ConfigError(f"{where} must be a table of the budget's keys")
+        unknown = sorted(set(budget) - set(REQUIRED) - set(OPTIONAL))
+        missing = [key for key in REQUIRED if key not in budget]
+        if unknown or missing:
+            problem = f"{unknown[0]} is not a budget's key" if unknown else f"{missing[0]} missing"
+            raise ConfigError(f"{where}: {problem} ({', '.join([*REQUIRED, *OPTIONAL])})")
+        kinds = {**REQUIRED, **OPTIONAL}
+        values = {key: checked(where, key, value, kinds[key]) for key, value in budget.items()}
+        profiles[name] = Profile(name=name, **values)
+    return profiles
 
 
 def seeds(where: str = "local", path: Path = PYPROJECT) -> list[int]:
     """The seeds each profile trains: [tool.gate.seeds] local for pytest -m slow, ci for a pull
-    request's gate, reference for main's."""
-    return list(tomllib.loads(path.read_text())["tool"]["gate"]["seeds"][where])
+    request's gate, reference for main's; whole numbers from 0, each once."""
+    found = gate_table(path).get("seeds", {})
+    found = found.get(where) if isinstance(found, dict) else None
+    key = f"[tool.gate.seeds] {where}"
+    if not isinstance(found, list):
+        raise ConfigError(f"{path} has no {key} = [0, 1, ...] list of seeds")
+    for seed in found:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"{key}: {seed!r} is not a seed (a whole number from 0)")
+    return list(found)
 
 
 def jobs(seeds: list[int], per_job: int) -> list[str]:
@@ -82,7 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3 or argv[0] != "jobs" or argv[1] not in WHERE or not argv[2].isdigit():
         sys.exit(f"usage: python -m mnist_gate.budgets jobs {{{','.join(WHERE)}}} PER_JOB")
-    print(json.dumps(jobs(seeds(argv[1]), int(argv[2]))))
+    try:
+        print(json.dumps(jobs(seeds(argv[1]), int(argv[2]))))
+    except ConfigError as err:
+        sys.exit(f"python -m mnist_gate.budgets: error: {err}")
 
 
 if __name__ == "__main__":

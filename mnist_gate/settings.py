@@ -15,10 +15,7 @@ import typing
 from dataclasses import field
 
 from . import budgets
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work; the message is one line naming it."""
+from .budgets import ConfigError  # here too: settings are where most of them come from
 
 
 def setting(default, help: str, check=None, runtime: bool = False):

@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.runs, args.main, args.main_note, args.seeds, args.profile, args.budgets,
                 args.jobs, args.seeds_from,
             )  # fmt: skip
-    except ReportError as err:
+    except (ReportError, budgets.ConfigError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(text)
     sys.exit(0 if passed else 1)

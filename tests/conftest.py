@@ -76,13 +76,13 @@ def pytest_configure(config):
     from mnist_gate import gate
     from mnist_gate.settings import ConfigError
 
-    seeds = selected_seeds(config)
-    for profile in selected_profiles(config):
-        try:
+    try:
+        seeds = selected_seeds(config)
+        for profile in selected_profiles(config):
             for seed in seeds:
                 gate.config(profile, seed)
-        except ConfigError as err:
-            raise pytest.UsageError(str(err)) from None
+    except ConfigError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 def pytest_report_header(config):
@@ -124,10 +124,15 @@ def pytest_xdist_auto_num_workers(config):
         return None
     import torch
 
+    from mnist_gate.settings import ConfigError
+
+    try:
+        runs = len(selected_profiles(config)) * len(selected_seeds(config))
+    except ConfigError:
+        return None  # pytest_configure says what is wrong, in one line
     gpu_gib = None
     if torch.cuda.is_available():
         gpu_gib = torch.cuda.get_device_properties(0).total_memory // 2**30
-    runs = len(selected_profiles(config)) * len(selected_seeds(config))
     return auto_workers(runs, os.cpu_count() or 1, gpu_gib)
 
 

@@ -3,6 +3,7 @@ runs at once, unfinished or damaged runs before the verdict, and settings refuse
 is deleted, claimed or trained."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -246,3 +247,78 @@ def test_a_data_dir_one_level_too_deep_is_a_hint_not_a_download(tmp_path):
         with pytest.raises(DataError, match="give --data-dir the folder that holds MNIST/"):
             load_mnist(deep)
         assert sorted(deep.rglob("*")) == before
+
+
+GOOD = """
+[tool.gate.seeds]
+local = [0]
+ci = [0, 1]
+reference = [0, 1, 2]
+
+[tool.gate.profiles.8k]
+model = "Net"
+max_params = 8000
+max_epochs = 15
+min_accuracy = 0.994
+"""
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.replace("[tool.gate.profiles.8k]", "[tool.gate.profiles.'q/x']"),
+         "a profile's name is letters, digits, '-' and '_' only"),
+        (lambda t: t.replace("[tool.gate.profiles.8k]", "[tool.gate.profiles.'../..']"),
+         "a profile's name is letters"),
+        (lambda t: t.replace("[tool.gate", "[tool.gates"), "has no [tool.gate] table"),
+        (lambda t: t.replace("max_epochs = 15", "max_epoch = 15"),
+         "max_epoch is not a budget's key"),
+        (lambda t: t.replace("max_epochs = 15\n", ""), "max_epochs missing"),
+        (lambda t: t.replace("model = ", "model "), "is not valid TOML"),
+        (lambda t: t.replace("local = [0]", 'local = ["0"]'), "'0' is not a seed"),
+        (lambda t: t.replace("local = [0]", "local = [-1]"), "-1 is not a seed"),
+        (lambda t: t.replace("local = [0]", "local = 0"), "no [tool.gate.seeds] local = [0, 1"),
+        (lambda t: t.replace("8000", '"8k"'), "max_params = '8k': must be a whole number"),
+        (lambda t: t.replace("0.994", "99.4"), "min_accuracy = 99.4: a fraction of the test set"),
+        (lambda t: t.replace("8000", "0"), "max_params = 0: must be at least 1"),
+        (lambda t: t.replace("15", "15.5"), "max_epochs = 15.5: must be a whole number"),
+        (lambda t: t.replace("15", "true"), "max_epochs = True: must be a whole number"),
+        (lambda t: t.replace('"Net"', '""'), "model is empty"),
+    ],
+    ids=["slash", "dots", "no table", "misspelt", "missing", "toml", "string seed",
+         "negative seed", "seeds not a list", "8k", "percent", "zero", "fraction of an epoch",
+         "bool", "no model"],
+)  # fmt: skip
+def test_a_broken_gate_table_is_one_line_naming_the_key(tmp_path, change, message):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(GOOD)
+    assert budgets.load_profiles(path)["8k"].max_params == 8000 and budgets.seeds("ci", path)
+    path.write_text(change(GOOD))
+    with pytest.raises(ConfigError) as err:
+        budgets.load_profiles(path)
+        budgets.seeds("local", path)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_broken_gate_table_stops_training_the_gate_and_the_verdict_in_one_line(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("train.py", "model.py"):
+        shutil.copy(ROOT / name, root)
+    shutil.copytree(ROOT / "mnist_gate", root / "mnist_gate",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "data").symlink_to(ROOT / "data")
+    text = (ROOT / "pyproject.toml").read_text()
+    (root / "pyproject.toml").write_text(text.replace("= 0.994", "= 99.4"))
+    commands = [
+        ([sys.executable, "train.py", "--epochs", "1"], 2),
+        ([sys.executable, "-m", "pytest", "-m", "slow", "-p", "no:cacheprovider"], 4),
+        ([sys.executable, "-m", "mnist_gate.verdict", "runs"], 2),
+    ]
+    for command, status in commands:
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+        err = result.stderr.strip()
+        assert result.returncode == status, (command, result.stdout, err)
+        assert "min_accuracy = 99.4: a fraction of the test set" in err, (command, err)
+        assert "Traceback" not in err and not (root / "runs").exists()
