@@ -3,7 +3,9 @@ the slow tier trains: --seeds 0,1,2 (else $GATE_SEEDS, else [tool.gate.seeds] lo
 pyproject.toml). --defer-verdict (or GATE_DEFER_VERDICT=1) leaves the verdict over seeds to the CI
 job that gathers every seed's runs."""
 
+import contextlib
 import os
+import re
 
 import pytest
 
@@ -83,6 +85,37 @@ def pytest_configure(config):
                 gate.config(profile, seed)
     except ConfigError as err:
         raise pytest.UsageError(str(err)) from None
+    if selects_slow(config) and not hasattr(config, "workerinput"):
+        own_the_gate_folders(config)
+
+
+def selects_slow(config) -> bool:
+    """Whether -m selects a test marked slow and nothing else (the slow tier's tests)."""
+    expression = config.getoption("markexpr") or ""
+    python = re.sub(
+        r"[A-Za-z_]\w*",
+        lambda m: m[0] if m[0] in ("and", "or", "not") else str(m[0] == "slow"),
+        expression,
+    )
+    try:
+        return bool(eval(python, {"__builtins__": {}})) if expression else True
+    except SyntaxError:  # pytest itself says what is wrong with the expression
+        return False
+
+
+def own_the_gate_folders(config) -> None:
+    """One slow-tier session at a time in a checkout, from its start to its end (the seed locks
+    alone let a second session replace a seed the first had finished): the second is refused."""
+    from mnist_gate import paths
+
+    lock = paths.RUNS / ".gate-session.lock"
+    busy = f"another pytest -m slow in this checkout owns its gate folders until it ends ({lock})"
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(paths.locked(lock, busy))
+    except paths.RunFolderError as err:
+        raise pytest.UsageError(str(err)) from None
+    config.add_cleanup(held.close)
 
 
 def pytest_report_header(config):

@@ -2,6 +2,7 @@
 pytest-xdist: the slow tier is decided by the verdict over seeds, not by its seed tests alone, and
 each worker keeps to its share of the cores. (CI's `.ci/run` runs both tiers without xdist.)"""
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -142,3 +143,20 @@ def test_a_selection_that_judges_nothing_or_a_run_twice_is_refused_before_traini
         result = pytest_in(root, "-m", "slow", *args, "tests/test_stub.py", workers="0")
         assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
         assert "Traceback" not in result.stderr and not (root / "runs").exists()
+
+
+def test_a_second_slow_session_in_the_checkout_is_refused_while_the_first_runs(tmp_path):
+    root = scratch_project(tmp_path, {"test_stub.py": SLOW_STUB})
+    finished = root / "runs" / "gate-quick-seed0"
+    finished.mkdir(parents=True)
+    (finished / "metrics.json").write_text("{}")
+    with open(root / "runs" / ".gate-session.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first session, still running
+        busy = pytest_in(root, "-m", "slow", "--profile", "quick", workers="0")
+        fast = pytest_in(root, "--profile", "quick", "tests/test_stub.py", workers="0")
+    assert busy.returncode == 4, busy.stdout + busy.stderr
+    assert "another pytest -m slow in this checkout owns its gate folders" in busy.stderr
+    assert (finished / "metrics.json").read_text() == "{}"
+    assert fast.returncode == 5, fast.stdout + fast.stderr  # the fast tier takes no lock
+    after = pytest_in(root, "-m", "slow", "--profile", "quick", "tests/test_stub.py", workers="0")
+    assert after.returncode == 0, after.stdout + after.stderr
