@@ -15,6 +15,7 @@ this file does nothing. The plumbing (devices, saving, the command line) lives i
 
 import dataclasses
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ from mnist_gate.settings import (
 
 class TrainingError(RuntimeError):
     """Training went wrong in a way more steps cannot fix."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived."""
 
 
 @dataclass
@@ -292,6 +297,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"train.py: {message}", file=sys.stderr)
         sys.exit(status)
 
+    def terminated(signum, frame):
+        raise Terminated  # SIGTERM (a cancelled CI job, a timeout) ends a run as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         cfg = settings.parse(Config, argv, "train.py", "Train an MNIST network in model.py.")
         _, record = train(cfg)
@@ -299,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"error: {err}", 2)
     except (TrainingError, SaveError) as err:
         fail(f"error: {err}", 1)
+    except Terminated:
+        fail("terminated; a run folder it had claimed stays marked INCOMPLETE", 143)
     except KeyboardInterrupt:
         fail("interrupted; a run folder it had claimed stays marked INCOMPLETE", 130)
     print(

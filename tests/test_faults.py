@@ -49,8 +49,8 @@ AT_STAGE = textwrap.dedent(
 
 @pytest.mark.parametrize(
     "stage, sig",
-    [("training", signal.SIGINT), ("saving", signal.SIGKILL), ("reports", signal.SIGINT),
-     ("reports", signal.SIGKILL)],
+    [("training", signal.SIGINT), ("training", signal.SIGTERM), ("saving", signal.SIGKILL),
+     ("reports", signal.SIGINT), ("reports", signal.SIGTERM), ("reports", signal.SIGKILL)],
 )  # fmt: skip
 def test_a_run_killed_at_any_stage_is_never_a_result(tmp_path, stage, sig):
     out = tmp_path / "run"
@@ -67,10 +67,11 @@ def test_a_run_killed_at_any_stage_is_never_a_result(tmp_path, stage, sig):
         assert line, proc.stderr.read()
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130, err
+    if sig != signal.SIGKILL:
+        how = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}[sig]
+        assert proc.returncode == 128 + sig, err
         assert err.strip().splitlines() == [
-            "train.py: interrupted; a run folder it had claimed stays marked INCOMPLETE"
+            f"train.py: {how}; a run folder it had claimed stays marked INCOMPLETE"
         ]
     assert (out / INCOMPLETE).exists()
     with pytest.raises(record.RecordError, match="never finished"):
