@@ -15,6 +15,7 @@ this file does nothing. The plumbing (devices, saving, the command line) lives i
 
 import dataclasses
 import math
+import os
 import signal
 import sys
 import time
@@ -27,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mnist_gate import networks, paths, runtime, settings
-from mnist_gate.data import DATA_DIR, SIZE, DataError, load_mnist
+from mnist_gate.data import DATA_DIR, SIZE, TRAIN_IMAGES, DataError, load_mnist
 from mnist_gate.graphs import GraphedEpochs
 from mnist_gate.images import affine_grid, evaluate, normalize, resize
 from mnist_gate.paths import RunFolderError, SaveError
@@ -93,6 +94,17 @@ class Config:
             raise ConfigError(f"--model {err}") from None
         if not Path(self.data_dir).is_dir():
             raise ConfigError(f"--data-dir {self.data_dir} is not a directory")
+        if self.out and Path(self.out).resolve().is_relative_to(Path(self.data_dir).resolve()):
+            raise ConfigError(f"--out {self.out} is inside the data folder {self.data_dir}")
+        if self.threads > (os.cpu_count() or 1):
+            raise ConfigError(f"--threads {self.threads}: this machine has {os.cpu_count()} cores")
+        # BatchNorm cannot normalise one image: every batch, the last one too, needs two.
+        images = min(self.limit or TRAIN_IMAGES, TRAIN_IMAGES)
+        if self.batch_size < 2 or images % self.batch_size == 1:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} with {images:,} images leaves a batch of one "
+                "image, which BatchNorm cannot train on"
+            )
         runtime.pick_device(self.device)
 
 

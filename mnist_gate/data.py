@@ -19,6 +19,7 @@ DATA_DIR = ROOT / "data"
 RAW_DIR = DATA_DIR / "MNIST" / "raw"
 MEAN, STD = 0.1307, 0.3081
 SIZE = 28  # image side, pixels
+TRAIN_IMAGES = 60_000
 
 # Size and MD5 of the official uncompressed files: the .gz wrappers may differ, the contents not.
 MNIST_FILES = {
@@ -105,7 +106,7 @@ def load_mnist(
         return torch.frombuffer(data, dtype=torch.uint8).reshape(shape)
 
     found = {}
-    for split, prefix, n in (("train", "train", 60_000), ("test", "t10k", 10_000)):
+    for split, prefix, n in (("train", "train", TRAIN_IMAGES), ("test", "t10k", 10_000)):
         if split in splits:
             found[f"{split}_x"] = tensor(f"{prefix}-images-idx3-ubyte", 16, (n, SIZE, SIZE))
             found[f"{split}_y"] = tensor(f"{prefix}-labels-idx1-ubyte", 8, (n,)).long()

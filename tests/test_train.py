@@ -1,6 +1,7 @@
 """train.py: a command line that refuses bad values, seeded runs, and a clear stop on a bad loss."""
 
 import dataclasses
+import shutil
 import subprocess
 import sys
 
@@ -40,6 +41,10 @@ from .helpers import smoke
         (["--model", "ConvBlock"], "--model 'ConvBlock' is not a network in model.py"),
         (["--model", "torch"], "--model 'torch' is not a network in model.py"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--threads", "10000"], "--threads 10000: this machine has"),
+        (["--batch-size", "1"], "--batch-size 1 with 60,000 images leaves a batch of one image"),
+        (["--limit", "257"], "--batch-size 256 with 257 images leaves a batch of one image"),
+        (["--limit", "8", "--batch-size", "7"], "--batch-size 7 with 8 images leaves a batch"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -48,6 +53,17 @@ def test_bad_values_exit_2_with_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert exit.value.code == 2
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_run_is_never_saved_inside_the_data_folder(tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    for out in (data / "myrun", data / "MNIST" / "raw" / "run"):
+        with pytest.raises(SystemExit) as exit:
+            train.main(["--data-dir", str(data), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and f"--out {out} is inside the data folder" in err, err
+        assert not out.exists()
 
 
 def test_settings_are_checked_when_the_config_is_built():
