@@ -25,7 +25,7 @@ from .verdict import Verdict
 
 def folder(profile: Profile, seed: int, runs: Path | None = None) -> Path:
     """runs/gate-<profile>-seed<N>/, in paths.RUNS unless told otherwise."""
-    return (runs or paths.RUNS) / f"gate-{profile.name}-seed{seed}"
+    return paths.gate_folder(profile.name, seed, runs or paths.RUNS)
 
 
 def config(profile: Profile, seed: int, runs: Path | None = None, threads: int = 0) -> train.Config:

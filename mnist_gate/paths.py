@@ -23,6 +23,11 @@ INCOMPLETE = "INCOMPLETE"
 PREDICTIONS = "test_predictions.npy"  # 2 x 10,000 uint8: true digit, predicted digit
 
 
+def gate_folder(profile: str, seed: int, runs: Path = RUNS) -> Path:
+    """Where the gate keeps a profile's run of a seed: runs/gate-<profile>-seed<N>/."""
+    return runs / f"gate-{profile}-seed{seed}"
+
+
 class RunFolderError(Exception):
     """The run cannot have the folder it asked for; the message is one line that says why."""
 

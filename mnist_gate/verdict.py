@@ -369,6 +369,12 @@ def gather(folder: Path) -> list[Record]:
     runs = load_runs(found)
     seen = {}
     for run in runs:
+        named = paths.gate_folder(run.name, run.seed, run.folder.parent).name
+        if run.folder.name != named:
+            raise ReportError(
+                f"{run.folder}: its record is of {run.name} seed {run.seed}, which the gate "
+                f"keeps in {named}/"
+            )
         twice = seen.setdefault((run.name, run.seed), run)
         if twice is not run:
             raise ReportError(

@@ -177,6 +177,17 @@ def test_the_verdict_counts_no_seed_twice(tmp_path):
         verdict.summary(tmp_path, seeds=[0], names=["8k"])
 
 
+@pytest.mark.parametrize(
+    "folder, message",
+    [("gate-8k-seed1", "its record is of 8k seed 0, which the gate keeps in gate-8k-seed0/"),
+     ("gate-25k-seed0", "its record is of 8k seed 0"), ("gate-8k", "its record is of 8k seed 0")],
+)  # fmt: skip
+def test_the_verdict_believes_no_record_in_another_runs_folder(tmp_path, folder, message):
+    save(tmp_path / folder, a_record())  # a copy of seed 0's run, to pass for another
+    with pytest.raises(verdict.ReportError, match=message):
+        verdict.summary(tmp_path, seeds=[0, 1], names=["8k"])
+
+
 def test_the_verdict_believes_no_record_its_predictions_contradict(tmp_path):
     save(tmp_path / "gate-8k-seed0", a_record(0.9990), predictions(list(range(50))))
     with pytest.raises(verdict.ReportError, match="get 9,950 of 10,000 right, its record says"):
