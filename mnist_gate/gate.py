@@ -46,7 +46,9 @@ def train_seed(profile: Profile, seed: int, runs: Path | None = None, threads: i
     lock = cfg.out.parent / f".{cfg.out.name}.lock"
     busy = f"another gate run in this checkout is training {cfg.out.name} ({lock})"
     with paths.locked(lock, busy):
-        if cfg.out.exists():
+        if cfg.out.is_symlink() or cfg.out.is_file():
+            cfg.out.unlink()  # the link, never what it points to
+        elif cfg.out.exists():
             shutil.rmtree(cfg.out)
         net, run = train.train(cfg)
         check_checkpoint(run, net, load_mnist(cfg.data_dir, ("test",)))

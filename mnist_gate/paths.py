@@ -10,6 +10,7 @@ says plainly that it does not.
 import contextlib
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,19 @@ README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "ARCHITECTURE.md"
 INCOMPLETE = "INCOMPLETE"
 PREDICTIONS = "test_predictions.npy"  # 2 x 10,000 uint8: true digit, predicted digit
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, or a one-line ValueError: not a FIFO or a device (reading one never
+    ends), nothing over `limit` bytes."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    with open(path, "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"over the {limit:,} bytes such a file may have")
+    return data
 
 
 def gate_folder(profile: str, seed: int, runs: Path = RUNS) -> Path:

@@ -15,6 +15,7 @@ from . import paths
 
 VERSION = 1
 FILE = "metrics.json"
+MAX_BYTES = 1_000_000  # a record of 15 epochs is about 5 kB
 
 
 class RecordError(Exception):
@@ -87,7 +88,9 @@ def _matches(value, kind) -> bool:
         return value is None or isinstance(value, str)
     if kind is dict:
         return isinstance(value, dict)
-    if kind in (tuple[str, ...], tuple[Epoch, ...]):
+    if kind == tuple[str, ...]:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == tuple[Epoch, ...]:
         return isinstance(value, list)
     return isinstance(value, kind)
 
@@ -122,10 +125,10 @@ def from_dict(data: dict, where: str = "the record") -> Record:
         raise RecordError(
             f"{where}: {record.test_correct} correct of {record.test_images} test images"
         )
-    if len(history) != record.epochs:
+    if record.epochs < 1 or len(history) != record.epochs:
         raise RecordError(f"{where}: {len(history)} epochs of history for {record.epochs} epochs")
     stated = data.get("final_test_acc", record.final_test_acc)
-    if not math.isclose(stated, record.final_test_acc, abs_tol=1e-9):
+    if not _matches(stated, float) or not math.isclose(stated, record.final_test_acc, abs_tol=1e-9):
         raise RecordError(
             f"{where}: final_test_acc {stated} is not {record.test_correct}/{record.test_images}"
         )
@@ -143,9 +146,11 @@ def load(folder: Path) -> Record:
         raise RecordError(f"{folder} holds a run that never finished ({paths.INCOMPLETE})")
     path = Path(folder, FILE)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(paths.read_bounded(path, MAX_BYTES))
     except FileNotFoundError:
         raise RecordError(f"no {FILE} in {folder}") from None
     except (OSError, ValueError) as err:
         raise RecordError(f"{path} is unreadable ({err})") from None
+    except RecursionError:
+        raise RecordError(f"{path} is unreadable (nested too deeply for a record)") from None
     return dataclasses.replace(from_dict(data, str(path)), folder=Path(folder))

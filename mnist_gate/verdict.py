@@ -20,6 +20,7 @@ breaks, and McNemar's exact test on them.
 """
 
 import argparse
+import io
 import json
 import statistics
 import sys
@@ -32,6 +33,8 @@ from . import budgets, data, paths, record, stats
 from .budgets import GateError, Profile
 from .paths import PREDICTIONS
 from .record import Record, RecordError
+
+PREDICTIONS_BYTES = 1_000_000  # 20 kB: 2 x 10,000 bytes and a header
 
 
 @dataclass(frozen=True)
@@ -214,15 +217,24 @@ def load_predictions(folder: Path) -> np.ndarray | None:
     """Row 0 the true digit of each test image, row 1 the run's prediction; None where there are
     none."""
     path = Path(folder, PREDICTIONS)
-    if not path.is_file():
+    if not path.exists():
         return None
+    wrong = f"{path} is not 2 rows of uint8 test labels and predictions"
     try:
-        pairs = np.load(path, allow_pickle=False)
+        file = io.BytesIO(paths.read_bounded(path, PREDICTIONS_BYTES))
+        version = np.lib.format.read_magic(file)
+        header = {(1, 0): np.lib.format.read_array_header_1_0,
+                  (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
+        if header is None:
+            raise ValueError(f".npy format version {version}")
+        shape, _, dtype = header(file)
+        rest = len(file.getbuffer()) - file.tell()
+        if len(shape) != 2 or shape[0] != 2 or dtype != np.uint8 or 2 * shape[1] != rest:
+            raise ReportError(wrong)  # before reading: a header may claim any size
+        file.seek(0)
+        return np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise ReportError(f"{path} is unreadable ({err})") from None
-    if pairs.ndim != 2 or pairs.shape[0] != 2 or pairs.dtype != np.uint8:
-        raise ReportError(f"{path} is not 2 rows of uint8 test labels and predictions")
-    return pairs
 
 
 def unpaired(new: np.ndarray, old: np.ndarray) -> str | None:
@@ -369,6 +381,8 @@ def gather(folder: Path) -> list[Record]:
     runs = load_runs(found)
     seen = {}
     for run in runs:
+        if run.folder.is_symlink():
+            raise ReportError(f"{run.folder} is a link: a gate run is a folder of its own")
         named = paths.gate_folder(run.name, run.seed, run.folder.parent).name
         if run.folder.name != named:
             raise ReportError(

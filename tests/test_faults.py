@@ -2,6 +2,7 @@
 runs at once, unfinished or damaged runs before the verdict, and settings refused before anything
 is deleted, claimed or trained."""
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import pytest
 import train
 from mnist_gate import budgets, gate, paths, record, report, settings, verdict
 from mnist_gate.data import DataError, load_mnist
-from mnist_gate.paths import INCOMPLETE, ROOT, RunFolderError
+from mnist_gate.paths import INCOMPLETE, PREDICTIONS, ROOT, RunFolderError
 from mnist_gate.settings import ConfigError
 
 from .helpers import predictions, save, smoke, writable_copy
@@ -334,3 +335,91 @@ def test_a_broken_gate_table_stops_training_the_gate_and_the_verdict_in_one_line
         assert result.returncode == status, (command, result.stdout, err)
         assert "min_accuracy = 99.4: a fraction of the test set" in err, (command, err)
         assert "Traceback" not in err and not (root / "runs").exists()
+
+
+def damaged_record(change) -> str:
+    data = json.loads(a_record().to_json())
+    change(data)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+        (lambda p: p.symlink_to("/dev/zero"), "not a regular file"),
+        (lambda p: os.mkfifo(p), "not a regular file"),
+        (lambda p: p.write_text(" " * 2_000_000), "over the 1,000,000 bytes"),
+        (lambda p: p.write_text(damaged_record(lambda d: d.update(notes=[1, 2]))), "notes is"),
+        (lambda p: p.write_text(damaged_record(lambda d: d.update(final_test_acc="x"))),
+         "final_test_acc x is not"),
+        (lambda p: p.write_text(damaged_record(lambda d: d.update(epochs=0, history=[]))),
+         "0 epochs of history for 0 epochs"),
+    ],
+    ids=["deep", "/dev/zero", "fifo", "huge", "notes", "accuracy a string", "no epochs"],
+)  # fmt: skip
+def test_a_damaged_record_is_one_line_never_a_traceback_or_a_hang(tmp_path, write, message):
+    folder = tmp_path / "gate-8k-seed0"
+    save(folder, a_record())
+    (folder / "metrics.json").unlink()
+    write(folder / "metrics.json")
+    with pytest.raises(record.RecordError, match=message):
+        record.load(folder)
+    with pytest.raises(verdict.ReportError, match=message):
+        verdict.summary(tmp_path, seeds=[0], names=["8k"])
+
+
+def npy_header(shape: tuple) -> bytes:
+    header = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}"
+    header += " " * (117 - len(header)) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda p: p.write_bytes(npy_header((2, 10**12)) + bytes(20_000)), "is not 2 rows"),
+        (lambda p: p.write_bytes(npy_header((2, 10_000)) + bytes(100)), "is not 2 rows"),
+        (lambda p: p.symlink_to("/dev/zero"), "not a regular file"),
+        (lambda p: p.write_bytes(b"not numpy at all"), "is unreadable"),
+    ],
+    ids=["header of 10^12", "short", "/dev/zero", "not npy"],
+)  # fmt: skip
+def test_damaged_predictions_are_one_line_never_a_traceback_or_a_hang(tmp_path, write, message):
+    folder = tmp_path / "gate-8k-seed0"
+    save(folder, a_record())
+    (folder / PREDICTIONS).unlink()
+    write(folder / PREDICTIONS)
+    with pytest.raises(verdict.ReportError, match=message):
+        verdict.summary(tmp_path, seeds=[0], names=["8k"])
+
+
+def test_a_gate_folder_that_is_a_link_is_not_a_run(tmp_path):
+    real = tmp_path / "elsewhere" / "gate-8k-seed0"
+    save(real, a_record())
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "gate-8k-seed0").symlink_to(real)
+    with pytest.raises(verdict.ReportError, match="is a link: a gate run is a folder of its own"):
+        verdict.summary(tmp_path / "runs", seeds=[0], names=["8k"])
+
+
+def test_a_gate_folder_that_is_a_file_or_a_link_is_replaced_and_never_followed(
+    tmp_path, monkeypatch
+):
+    class Trained(Exception):
+        pass
+
+    def stop(cfg):  # the folder is cleared before training starts: stop there
+        assert not cfg.out.exists() and not cfg.out.is_symlink()
+        raise Trained
+
+    monkeypatch.setattr(train, "train", stop)
+    profile = budgets.load_profiles()["8k"]
+    kept = tmp_path / "elsewhere"
+    kept.mkdir()
+    (kept / "precious").write_text("keep")
+    for make in (lambda p: p.write_text("a file"), lambda p: p.symlink_to(kept)):
+        make(gate.folder(profile, 0, tmp_path))
+        with pytest.raises(Trained):
+            gate.train_seed(profile, 0, runs=tmp_path)
+    assert (kept / "precious").read_text() == "keep"
