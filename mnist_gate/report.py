@@ -8,6 +8,8 @@ summary, are mnist_gate.verdict's; the README's tables, mnist_gate.readme's.
 """
 
 import argparse
+import pickle
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -137,10 +139,18 @@ def rebuild(folder: Path) -> None:
     """A complete run's reports, from its record, checkpoint and predictions."""
     run = record.load(folder)
     net = networks.build(run.model)
+    path = run.folder / "model.pt"
     try:
-        net.load_state_dict(torch.load(run.folder / "model.pt", weights_only=True)["model"])
-    except (OSError, RuntimeError, KeyError) as err:
-        raise ReportError(f"{run.folder / 'model.pt'} is unreadable ({err})") from None
+        with warnings.catch_warnings():  # an odd pickle protocol warns before it fails
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, weights_only=True)
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+            raise ReportError(f"{path} is not a checkpoint train.py saves ({{'model': weights}})")
+        net.load_state_dict(checkpoint["model"])
+    except (OSError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
+            pickle.UnpicklingError) as err:  # fmt: skip
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ReportError(f"{path} is unreadable ({why})") from None
     with paths.saving(run.folder):
         write_run_reports(run, net)
 

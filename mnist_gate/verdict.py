@@ -100,6 +100,7 @@ def gate_rows(run: Record, profile: Profile) -> list[tuple[str, str, str, str, s
     """(check, value, budget, margin, verdict), each verdict from the gate's own check."""
     acc, params, epochs = run.final_test_acc, run.parameters, run.epochs
     return [
+        ("model", run.model, profile.model, "", result(run.model != profile.model)),
         ("parameters", f"{params:,}", f"< {profile.max_params:,}",
          f"{profile.max_params - params:,} spare",
          result(failure(budgets.check_parameter_count, params, profile))),

@@ -4,6 +4,7 @@ is deleted, claimed or trained."""
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 import train
 from mnist_gate import budgets, gate, paths, record, report, settings, verdict
@@ -90,6 +92,21 @@ def test_reports_come_before_the_run_is_complete_and_can_be_rebuilt(tmp_path, ca
         (run.folder / name).unlink()
     report.main([str(run.folder)])
     assert {p.name for p in run.folder.iterdir()} == promised
+
+
+def test_a_checkpoint_that_is_not_one_is_one_line_when_reports_are_rebuilt(tmp_path, capsys):
+    _, run = train.train(smoke(tmp_path, limit=256))
+    checkpoint = run.folder / "model.pt"
+    for write in (lambda: checkpoint.write_bytes(pickle.dumps({"model": 1})),
+                  lambda: torch.save([1, 2], checkpoint),
+                  lambda: torch.save({"model": {"weight": 1}}, checkpoint),
+                  lambda: torch.save({"model": {}}, checkpoint),
+                  lambda: checkpoint.write_bytes(b"")):  # fmt: skip
+        write()
+        with pytest.raises(SystemExit) as exit:
+            report.main([str(run.folder)])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and err.count("\n") == 1 and "model.pt is" in err, err
 
 
 @pytest.fixture
@@ -215,6 +232,8 @@ def test_the_verdict_believes_no_run_labelled_otherwise_than_the_test_set(tmp_pa
 def test_a_record_of_another_model_fails_its_profile():
     judged = verdict.judge(budgets.load_profiles()["8k"], [a_record(model="Net25k")])
     assert judged.run_failures[0] == "seed 0: trained Net25k, not Net"
+    # Its summary says so too, instead of a table of passes over a failing verdict.
+    assert "| model | Net25k | Net |  | **FAIL** |" in judged.markdown
 
 
 def test_bad_seeds_stop_the_slow_tier_before_anything_is_deleted():
