@@ -80,6 +80,12 @@ def judge(profile: Profile, records: list[Record]) -> Verdict:
             )
             if why
         ]
+    by_commit = {}
+    for r in records:
+        by_commit.setdefault(r.git_commit or "unknown", []).append(str(r.seed))
+    if len(by_commit) > 1:  # one verdict judges one version of the code
+        groups = [f"commit {c[:12]}: seed {', '.join(s)}" for c, s in sorted(by_commit.items())]
+        found.append(f"the seeds trained different code: {'; '.join(groups)}")
     accuracies = [r.final_test_acc for r in records]
     spread = stats.spread(accuracies, profile.min_accuracy)
     why = failure(budgets.check_accuracy, spread.mean, profile)

@@ -229,6 +229,17 @@ def test_the_verdict_believes_no_run_labelled_otherwise_than_the_test_set(tmp_pa
         verdict.summary(tmp_path, seeds=[0], names=["8k"])
 
 
+def test_seeds_of_different_code_fail_their_verdict():
+    runs = [a_record(seed=s, git_commit=c) for s, c in ((0, "a" * 40), (1, "b" * 40), (2, None))]
+    judged = verdict.judge(budgets.load_profiles()["8k"], runs)
+    assert not judged.passed and judged.run_failures == (
+        f"the seeds trained different code: commit {'a' * 12}: seed 0; commit {'b' * 12}: "
+        "seed 1; commit unknown: seed 2",
+    )
+    same = [a_record(seed=s, git_commit="a" * 40) for s in (0, 1)]
+    assert verdict.judge(budgets.load_profiles()["8k"], same).passed
+
+
 def test_a_record_of_another_model_fails_its_profile():
     judged = verdict.judge(budgets.load_profiles()["8k"], [a_record(model="Net25k")])
     assert judged.run_failures[0] == "seed 0: trained Net25k, not Net"
