@@ -71,10 +71,16 @@ def judge(profile: Profile, records: list[Record]) -> Verdict:
     found = []
     for r in records:
         other = r.model != profile.model and f"trained {r.model}, not {profile.model}"
+        recipe = next(
+            (f"trained with {key} = {r.config.get(key)!r}; profile {profile.name} trains with "
+             f"{value!r}" for key, value in profile.train.items() if r.config.get(key) != value),
+            None,
+        )  # fmt: skip
         found += [
             f"seed {r.seed}: {why}"
             for why in (
                 other,
+                recipe,
                 failure(budgets.check_parameter_count, r.parameters, profile),
                 failure(budgets.check_epochs, r.epochs, profile),
             )

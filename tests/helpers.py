@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 import train
-from mnist_gate import runtime
+from mnist_gate import budgets, runtime
 from mnist_gate.data import mnist_test_labels
 from mnist_gate.paths import PREDICTIONS
 from mnist_gate.record import Epoch, Record
+from mnist_gate.settings import for_profile as settings_for
 
 
 def smoke(tmp_path: Path, **overrides) -> train.Config:
@@ -25,8 +26,13 @@ def smoke(tmp_path: Path, **overrides) -> train.Config:
 def record(
     accuracy: float = 0.995, *, seed: int = 0, profile: str | None = "8k", **overrides
 ) -> Record:
-    """A record of a 3-epoch run of profile 8k's recipe, ending at `accuracy` (to the image)."""
-    config = runtime.jsonable(train.Config(seed=seed, progress=False))
+    """A record of a 3-epoch run of a profile's recipe (train.py's defaults for none or one
+    pyproject.toml lacks), ending at `accuracy` (to the image)."""
+    if profile in budgets.load_profiles():
+        settings = settings_for(train.Config, profile, seed=seed, progress=False)
+    else:
+        settings = train.Config(seed=seed, progress=False)
+    config = runtime.jsonable(settings)
     history = tuple(
         Epoch(epoch=e, train_loss=0.6, train_acc=0.98, test_loss=0.12,
               test_acc=round(accuracy * 10_000) / 10_000 - (3 - e) * 0.001, lr=0.1,

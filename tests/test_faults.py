@@ -2,6 +2,7 @@
 runs at once, unfinished or damaged runs before the verdict, and settings refused before anything
 is deleted, claimed or trained."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -218,13 +219,21 @@ def test_the_verdict_believes_no_record_its_predictions_contradict(tmp_path):
         lambda real: np.zeros_like(real),  # every label and every guess 0: "100%"
         lambda real: np.roll(real, 1),  # the test labels in another order
         lambda real: np.where(np.arange(len(real)) == 7, (real + 1) % 10, real),  # one changed
+        lambda real: real[:100],  # a test set of 100 images
+        lambda real: real[:9_999],  # one image short
     ],
-    ids=["all zero", "shifted", "one label"],
+    ids=["all zero", "shifted", "one label", "100 images", "9,999 images"],
 )
 def test_the_verdict_believes_no_run_labelled_otherwise_than_the_test_set(tmp_path, labels):
-    # The run writes its own label row, guesses it right every time, and records that.
+    # The run writes its own label row, guesses it right (but for 49 of 9,999), records that.
     row = labels(predictions([])[0])
-    save(tmp_path / "gate-8k-seed0", a_record(1.0), np.stack([row, row]))
+    guesses = row.copy()
+    guesses[: 49 if len(row) == 9_999 else 0] += 1
+    correct = int((row == guesses).sum())
+    run = a_record(1.0, test_images=len(row), test_correct=correct)
+    last = dataclasses.replace(run.history[-1], test_acc=correct / len(row))
+    save(tmp_path / "gate-8k-seed0", dataclasses.replace(run, history=(*run.history[:-1], last)),
+         np.stack([row, guesses]))  # fmt: skip
     with pytest.raises(verdict.ReportError, match="is not the 10,000 MNIST test labels shipped"):
         verdict.summary(tmp_path, seeds=[0], names=["8k"])
 
@@ -238,6 +247,16 @@ def test_seeds_of_different_code_fail_their_verdict():
     )
     same = [a_record(seed=s, git_commit="a" * 40) for s in (0, 1)]
     assert verdict.judge(budgets.load_profiles()["8k"], same).passed
+
+
+def test_a_record_trained_otherwise_than_its_profile_fails_it():
+    profile = budgets.load_profiles()["25k"]  # epochs = 18, small_epochs = 0
+    config = {**a_record().config, "model": "Net25k", "epochs": 18, "small_epochs": 8}
+    run = a_record(model="Net25k", profile="25k", config=config)
+    judged = verdict.judge(profile, [run])
+    assert judged.run_failures == (
+        "seed 0: trained with small_epochs = 8; profile 25k trains with 0",
+    )
 
 
 def test_a_record_of_another_model_fails_its_profile():
