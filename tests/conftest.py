@@ -6,6 +6,7 @@ job that gathers every seed's runs."""
 import contextlib
 import os
 import re
+import signal
 
 import pytest
 
@@ -87,6 +88,12 @@ def pytest_configure(config):
         raise pytest.UsageError(str(err)) from None
     if selects_slow(config) and not hasattr(config, "workerinput"):
         own_the_gate_folders(config)
+        # SIGTERM (a cancelled CI job) stops the session as Ctrl-C does: reported, then exit 130.
+        signal.signal(signal.SIGTERM, interrupted)
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def selects_slow(config) -> bool:
@@ -234,6 +241,9 @@ NOT_JUDGED: list[str] = []
 
 
 def pytest_sessionfinish(session):
+    if session.exitstatus == pytest.ExitCode.INTERRUPTED and selects_slow(session.config):
+        session.exitstatus = 130  # as a shell and train.py report Ctrl-C; pytest's own is 2
+        return
     if hasattr(session.config, "workerinput") or not GATE_RUNS:
         return  # an xdist worker, or no slow-tier run
     NOT_JUDGED[:] = not_judged(session.config, GATE_RUNS)

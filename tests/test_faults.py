@@ -332,6 +332,8 @@ min_accuracy = 0.994
          "a profile's name is letters, digits, '-' and '_' only"),
         (lambda t: t.replace("[tool.gate.profiles.8k]", "[tool.gate.profiles.'../..']"),
          "a profile's name is letters"),
+        (lambda t: t.replace("[tool.gate.profiles.8k]", "[tool.gate.profiles.'8 k']"),
+         "a profile's name is letters"),
         (lambda t: t.replace("[tool.gate", "[tool.gates"), "has no [tool.gate] table"),
         (lambda t: t.replace("max_epochs = 15", "max_epoch = 15"),
          "max_epoch is not a budget's key"),
@@ -347,7 +349,7 @@ min_accuracy = 0.994
         (lambda t: t.replace("15", "true"), "max_epochs = True: must be a whole number"),
         (lambda t: t.replace('"Net"', '""'), "model is empty"),
     ],
-    ids=["slash", "dots", "no table", "misspelt", "missing", "toml", "string seed",
+    ids=["slash", "dots", "space", "no table", "misspelt", "missing", "toml", "string seed",
          "negative seed", "seeds not a list", "8k", "percent", "zero", "fraction of an epoch",
          "bool", "no model"],
 )  # fmt: skip
@@ -416,6 +418,15 @@ def test_a_damaged_record_is_one_line_never_a_traceback_or_a_hang(tmp_path, writ
         record.load(folder)
     with pytest.raises(verdict.ReportError, match=message):
         verdict.summary(tmp_path, seeds=[0], names=["8k"])
+
+
+def test_a_damaged_record_on_mains_side_is_a_sentence_never_a_failure(tmp_path):
+    save(tmp_path / "new" / "gate-8k-seed0", a_record(0.9950))
+    main = tmp_path / "main" / "gate-8k-seed0"
+    save(main, a_record(0.9950))
+    (main / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
+    passed, text = verdict.summary(tmp_path / "new", tmp_path / "main", seeds=[0], names=["8k"])
+    assert passed and "Main's gate result cannot be read" in text and "nested too deeply" in text
 
 
 def npy_header(shape: tuple) -> bytes:

@@ -5,8 +5,10 @@ each worker keeps to its share of the cores. (CI's `.ci/run` runs both tiers wit
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mnist_gate.paths import ROOT
@@ -143,6 +145,13 @@ def test_a_selection_that_judges_nothing_or_a_run_twice_is_refused_before_traini
         result = pytest_in(root, "-m", "slow", *args, "tests/test_stub.py", workers="0")
         assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
         assert "Traceback" not in result.stderr and not (root / "runs").exists()
+    pyproject.write_text(text)
+    environments = [({"GATE_PROFILE": "quick,quick"}, "--profile names quick twice"),
+                    ({"GATE_SEEDS": ""}, "--seeds takes integers separated by commas")]  # fmt: skip
+    for env, message in environments:
+        result = pytest_in(root, "-m", "slow", "tests/test_stub.py", workers="0", **env)
+        assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and not (root / "runs").exists()
 
 
 def test_a_second_slow_session_in_the_checkout_is_refused_while_the_first_runs(tmp_path):
@@ -160,3 +169,22 @@ def test_a_second_slow_session_in_the_checkout_is_refused_while_the_first_runs(t
     assert fast.returncode == 5, fast.stdout + fast.stderr  # the fast tier takes no lock
     after = pytest_in(root, "-m", "slow", "--profile", "quick", "tests/test_stub.py", workers="0")
     assert after.returncode == 0, after.stdout + after.stderr
+
+
+def test_an_interrupted_slow_session_exits_130_after_saying_so(tmp_path):
+    slow = (ROOT / "tests" / "test_gate_slow.py").read_text()
+    root = scratch_project(tmp_path, {"test_gate_slow.py": slow})
+    outer = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GATE_", "OMP_"))}
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, and a cancelled CI job
+        args = ["-m", "slow", "--profile", "quick", "--seeds", "0", "-p", "no:cacheprovider"]
+        shutil.rmtree(root / "runs", ignore_errors=True)  # the last try's unfinished run
+        marker = root / "runs" / "gate-quick-seed0" / "INCOMPLETE"  # training has started
+        with subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=root, env=outer,
+                              stdout=subprocess.PIPE, text=True) as proc:  # fmt: skip
+            while not marker.exists() and proc.poll() is None:
+                time.sleep(0.05)
+            proc.send_signal(sig)
+            out = proc.stdout.read()
+            proc.wait(timeout=60)
+        assert proc.returncode == 130, out
+        assert "KeyboardInterrupt" in out and "Traceback" not in out, out
