@@ -3,13 +3,13 @@ test labels alone without torch, for the verdict."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import socket
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import paths
 from .paths import ROOT
 
 if TYPE_CHECKING:
@@ -39,11 +39,15 @@ class DataError(Exception):
 def read_verified(path: Path) -> bytes:
     """The uncompressed bytes of one .gz file, refused unless they match the official MD5."""
     name = path.name.removesuffix(".gz")
-    try:
-        data = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path} is unreadable ({err}); {RESTORE}") from None
     size, md5 = MNIST_FILES[name]
+    try:
+        # Bounded: a regular file no larger than its contents, unpacked to one byte past them.
+        unpack = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        data = unpack.decompress(paths.read_bounded(path, size + size // 100 + 1024), size + 1)
+    except (OSError, ValueError, zlib.error) as err:
+        raise DataError(f"{path} is unreadable ({err}); {RESTORE}") from None
+    if not unpack.eof and len(data) <= size:
+        raise DataError(f"{path} is unreadable (it ends inside its gzip stream); {RESTORE}")
     if len(data) != size or hashlib.md5(data).hexdigest() != md5:
         raise DataError(f"{path} does not match the official {name} (MD5 {md5}); {RESTORE}")
     return data

@@ -8,6 +8,7 @@ summary, are mnist_gate.verdict's; the README's tables, mnist_gate.readme's.
 """
 
 import argparse
+import io
 import pickle
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ from .tracer import probe  # noqa: E402
 from .verdict import ReportError, load_predictions, run_summary  # noqa: E402
 
 ERRORS_SHOWN = 100  # misclassified test images in errors.png, at most
+CHECKPOINT_BYTES = 100_000_000  # a network of a million parameters takes 4 MB
 
 
 def plot_curves(run: Record, path: Path) -> None:
@@ -143,7 +145,8 @@ def rebuild(folder: Path) -> None:
     try:
         with warnings.catch_warnings():  # an odd pickle protocol warns before it fails
             warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, weights_only=True)
+            checkpoint = torch.load(io.BytesIO(paths.read_bounded(path, CHECKPOINT_BYTES)),
+                                    weights_only=True)  # fmt: skip
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
             raise ReportError(f"{path} is not a checkpoint train.py saves ({{'model': weights}})")
         net.load_state_dict(checkpoint["model"])

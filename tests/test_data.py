@@ -64,3 +64,11 @@ def test_one_missing_file_is_named_not_downloaded(data_copy):
 def test_a_missing_data_directory_is_refused(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_mnist(tmp_path / "nowhere")
+
+
+def test_a_file_that_unpacks_to_far_more_is_refused_without_unpacking_it(data_copy):
+    # 10 MB of zeros packs into 10 kB: read whole, it would be 160 times the real labels.
+    path = data_copy / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes(10_000_000)))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz does not match the official"):
+        load_mnist(data_copy)

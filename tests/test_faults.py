@@ -102,7 +102,9 @@ def test_a_checkpoint_that_is_not_one_is_one_line_when_reports_are_rebuilt(tmp_p
                   lambda: torch.save([1, 2], checkpoint),
                   lambda: torch.save({"model": {"weight": 1}}, checkpoint),
                   lambda: torch.save({"model": {}}, checkpoint),
-                  lambda: checkpoint.write_bytes(b"")):  # fmt: skip
+                  lambda: checkpoint.write_bytes(b""),
+                  lambda: os.mkfifo(checkpoint)):  # fmt: skip
+        checkpoint.unlink(missing_ok=True)
         write()
         with pytest.raises(SystemExit) as exit:
             report.main([str(run.folder)])
