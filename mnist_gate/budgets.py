@@ -105,10 +105,21 @@ def seeds(where: str = "local", path: Path = PYPROJECT) -> list[int]:
     key = f"[tool.gate.seeds] {where}"
     if not isinstance(found, list):
         raise ConfigError(f"{path} has no {key} = [0, 1, ...] list of seeds")
-    for seed in found:
+    return check_seeds(found, f"{key} in pyproject.toml")
+
+
+def check_seeds(seeds: list, source: str) -> list[int]:
+    """A list of seeds that each train one run: one at least, whole numbers from 0, each once;
+    else a ConfigError naming `source`."""
+    if not seeds:
+        raise ConfigError(f"{source} names no seed: it would train and judge nothing")
+    for seed in seeds:
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"{key}: {seed!r} is not a seed (a whole number from 0)")
-    return list(found)
+            raise ConfigError(f"{source}: {seed!r} is not a seed (a whole number from 0)")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"{source} names seed {twice[0]} twice; each seed is one run")
+    return list(seeds)
 
 
 def jobs(seeds: list[int], per_job: int) -> list[str]:

@@ -39,23 +39,14 @@ def selected_seeds(config) -> list[int]:
     """--seeds, else $GATE_SEEDS, else [tool.gate.seeds] local: one seed at least, each once."""
     wanted = config.getoption("--seeds")
     if wanted is None:
-        seeds, source = budgets.seeds("local"), "[tool.gate.seeds] local in pyproject.toml"
-    else:
-        source = f"--seeds {wanted!r}"
-        try:
-            seeds = [int(s) for s in wanted.split(",")]
-        except ValueError:
-            raise pytest.UsageError(
-                f"--seeds takes integers separated by commas, got {wanted!r}"
-            ) from None
-    if not seeds:
-        raise pytest.UsageError(f"{source} names no seed: the slow tier would judge nothing")
-    twice = sorted({s for s in seeds if seeds.count(s) > 1})
-    if twice:
-        raise pytest.UsageError(f"{source} names seed {twice[0]} twice; each seed is one run")
-    if min(seeds) < 0:
-        raise pytest.UsageError(f"{source}: seeds are not negative, got {min(seeds)}")
-    return seeds
+        return budgets.seeds("local")
+    try:
+        seeds = [int(s) for s in wanted.split(",")]
+    except ValueError:
+        raise pytest.UsageError(
+            f"--seeds takes integers separated by commas, got {wanted!r}"
+        ) from None
+    return budgets.check_seeds(seeds, f"--seeds {wanted!r}")
 
 
 def selected_profiles(config) -> list[budgets.Profile]:

@@ -343,6 +343,8 @@ min_accuracy = 0.994
         (lambda t: t.replace("model = ", "model "), "is not valid TOML"),
         (lambda t: t.replace("local = [0]", 'local = ["0"]'), "'0' is not a seed"),
         (lambda t: t.replace("local = [0]", "local = [-1]"), "-1 is not a seed"),
+        (lambda t: t.replace("local = [0]", "local = [1, 1]"), "local in pyproject.toml names "
+         "seed 1 twice"),
         (lambda t: t.replace("local = [0]", "local = 0"), "no [tool.gate.seeds] local = [0, 1"),
         (lambda t: t.replace("8000", '"8k"'), "max_params = '8k': must be a whole number"),
         (lambda t: t.replace("0.994", "99.4"), "min_accuracy = 99.4: a fraction of the test set"),
@@ -352,8 +354,8 @@ min_accuracy = 0.994
         (lambda t: t.replace('"Net"', '""'), "model is empty"),
     ],
     ids=["slash", "dots", "space", "no table", "misspelt", "missing", "toml", "string seed",
-         "negative seed", "seeds not a list", "8k", "percent", "zero", "fraction of an epoch",
-         "bool", "no model"],
+         "negative seed", "seed twice", "seeds not a list", "8k", "percent", "zero",
+         "fraction of an epoch", "bool", "no model"],
 )  # fmt: skip
 def test_a_broken_gate_table_is_one_line_naming_the_key(tmp_path, change, message):
     path = tmp_path / "pyproject.toml"
