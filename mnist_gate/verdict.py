@@ -234,15 +234,16 @@ def load_predictions(folder: Path) -> np.ndarray | None:
         return None
     wrong = f"{path} is not 2 rows of uint8 test labels and predictions"
     try:
-        file = io.BytesIO(paths.read_bounded(path, PREDICTIONS_BYTES))
+        raw = paths.read_bounded(path, PREDICTIONS_BYTES)
+        file = io.BytesIO(raw)
         version = np.lib.format.read_magic(file)
         header = {(1, 0): np.lib.format.read_array_header_1_0,
                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
         if header is None:
             raise ValueError(f".npy format version {version}")
         shape, _, dtype = header(file)
-        rest = len(file.getbuffer()) - file.tell()
-        if len(shape) != 2 or shape[0] != 2 or dtype != np.uint8 or 2 * shape[1] != rest:
+        data_bytes = len(raw) - file.tell()
+        if len(shape) != 2 or shape[0] != 2 or dtype != np.uint8 or 2 * shape[1] != data_bytes:
             raise ReportError(wrong)  # before reading: a header may claim any size
         file.seek(0)
         return np.load(file, allow_pickle=False)
