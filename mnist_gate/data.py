@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import torch
 
 DATA_DIR = ROOT / "data"
-RAW_DIR = DATA_DIR / "MNIST" / "raw"
+RAW_DIR = DATA_DIR / "MNIST" / "raw"  # raw_file() below names a file in it
 MEAN, STD = 0.1307, 0.3081
 SIZE = 28  # image side, pixels
 TRAIN_IMAGES = 60_000
@@ -53,9 +53,14 @@ def read_verified(path: Path) -> bytes:
     return data
 
 
+def raw_file(data_dir: Path, name: str) -> Path:
+    """Where a data folder keeps one of the MNIST_FILES, gzipped: MNIST/raw/<name>.gz."""
+    return Path(data_dir) / "MNIST" / "raw" / f"{name}.gz"
+
+
 def mnist_test_labels(data_dir: Path = DATA_DIR) -> bytes:
     """The 10,000 test labels, a byte each in the test set's order, verified; no torch needed."""
-    return read_verified(Path(data_dir) / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz")[8:]
+    return read_verified(raw_file(data_dir, "t10k-labels-idx1-ubyte"))[8:]
 
 
 def download(data_dir: Path, timeout: float = DOWNLOAD_TIMEOUT) -> None:
@@ -86,7 +91,7 @@ def load_mnist(
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist")
-    paths = {name: data_dir / "MNIST" / "raw" / f"{name}.gz" for name in MNIST_FILES}
+    paths = {name: raw_file(data_dir, name) for name in MNIST_FILES}
     try:
         missing = [path for path in paths.values() if not path.is_file()]
         others = sorted(p.name for p in data_dir.iterdir() if p.name != "MNIST")
