@@ -33,6 +33,7 @@ class ConvBlock(nn.Sequential):
         self,
         c_in: int,
         c_out: int,
+        *,
         separable: bool,
         act: type[nn.Module],
         stride: int = 1,

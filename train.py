@@ -8,8 +8,8 @@
 Config holds every setting and its constraint; augment() is the augmentation; train() is the loop,
 top to bottom. On CUDA an epoch's steps replay CUDA graphs (mnist_gate/graphs.py): the same step,
 with the epoch's order and draws on the device; elsewhere, and with --no-cuda-graphs, the loop
-takes them one by one. It saves model.pt, the test predictions, metrics.json and the reports
-(summary.md, curves.png, errors.png, model.txt), and only then marks the run complete. Importing
+takes them one by one. It saves the checkpoint, the test predictions, the record and the reports
+(mnist_gate/runfolder.py names them), and only then marks the run complete. Importing
 this file does nothing. The plumbing (devices, saving, the command line) lives in mnist_gate.
 """
 
@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from mnist_gate import networks, paths, runtime, settings
+from mnist_gate import networks, profiles, runfolder, runtime, settings
 from mnist_gate.data import DATA_DIR, SIZE, TRAIN_IMAGES, DataError, load_mnist
 from mnist_gate.graphs import GraphedEpochs
 from mnist_gate.images import affine_grid, evaluate, normalize, resize
 from mnist_gate.paths import RunFolderError, SaveError
+from mnist_gate.profiles import Profile
 from mnist_gate.record import Record
 from mnist_gate.settings import (
     ConfigError,
@@ -108,11 +109,15 @@ class Config:
         runtime.pick_device(self.device)
 
 
+DRAWS = 4  # random numbers augment() takes per image
+
+
 def augment(
     images: torch.Tensor, cfg: Config, draws: torch.Tensor, size: int = SIZE
 ) -> torch.Tensor:
     """Random rotation, zoom and shift, one draw per image, for a whole batch at once, resampled
-    to size x size. draws: (4, N) uniform in [0, 1), the rotation, zoom and shifts of each image."""
+    to size x size. draws: (DRAWS, N) uniform in [0, 1), the rotation, zoom and shifts of each
+    image."""
     angle, zoom, dx, dy = draws * 2 - 1
     angle, zoom = angle * math.radians(cfg.rotate), 1 + zoom * cfg.scale
     # affine_grid maps output to input coordinates on [-1, 1], so the zoom divides and the image
@@ -131,9 +136,9 @@ def augment(
 
 
 def augmentation_draws(n: int, gen: torch.Generator) -> torch.Tensor:
-    """The (4, n) random numbers augment() takes, in the generator's order: rotations, then zooms,
-    then the two shifts."""
-    return torch.stack([torch.rand(n, device=gen.device, generator=gen) for _ in range(4)])
+    """The (DRAWS, n) random numbers augment() takes, in the generator's order: rotations, then
+    zooms, then the two shifts."""
+    return torch.stack([torch.rand(n, device=gen.device, generator=gen) for _ in range(DRAWS)])
 
 
 def training_batch(
@@ -190,9 +195,10 @@ def image_size(cfg: Config, epoch: int) -> int:
     return cfg.small_size if epoch <= cfg.small_epochs and epoch < cfg.epochs else SIZE
 
 
-def train(cfg: Config) -> tuple[nn.Module, Record]:
-    """Train, evaluating after every epoch; save model.pt, the test predictions and metrics.json
-    to the run's folder, claimed before training starts; return the network and its record."""
+def train(cfg: Config, profile: Profile | None = None) -> tuple[nn.Module, Record]:
+    """Train, evaluating after every epoch; save the checkpoint, test predictions and record to
+    the run's folder, claimed before training starts, and the reports, against the budget of
+    `profile` (cfg.profile's); return the network and its record."""
     started = time.perf_counter()
     device = runtime.start(cfg.device, cfg.threads, cfg.seed)
     gen = torch.Generator(device).manual_seed(cfg.seed)
@@ -201,7 +207,7 @@ def train(cfg: Config) -> tuple[nn.Module, Record]:
     if cfg.limit:
         train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
     test_x, test_y = data["test_x"].unsqueeze(1), data["test_y"]
-    cfg = dataclasses.replace(cfg, out=paths.claim(cfg.out, cfg.model))
+    cfg = dataclasses.replace(cfg, out=runfolder.claim(cfg.out, cfg.model))
 
     net = networks.build(cfg.model).to(device, memory_format=torch.channels_last)
     notes = []
@@ -226,7 +232,9 @@ def train(cfg: Config) -> tuple[nn.Module, Record]:
 
     graphed = None
     if cfg.cuda_graphs and device.type == "cuda":
-        graphed = GraphedEpochs(learn, net, optimizer, train_x, train_y, cfg.batch_size, schedule)
+        graphed = GraphedEpochs(
+            learn, net, optimizer, train_x, train_y, batch_size=cfg.batch_size, schedule=schedule
+        )
 
     history = []
     for epoch in range(1, cfg.epochs + 1):
@@ -245,7 +253,7 @@ def train(cfg: Config) -> tuple[nn.Module, Record]:
         )
         if graphed:
             # The whole epoch's draws at once, in one launch: the graphs read them on the device.
-            shape = (steps, 4, cfg.batch_size)
+            shape = (steps, DRAWS, cfg.batch_size)
             draws = torch.rand(shape, device=device, generator=gen) if augmenting else None
             losses, correct = graphed.epoch(order, draws, size, first, bar.update)
         else:
@@ -293,14 +301,16 @@ def train(cfg: Config) -> tuple[nn.Module, Record]:
 
     seconds = time.perf_counter() - started
     pairs = torch.stack([test_y, predictions])
-    record = runtime.save_run(cfg, net, device, history, notes, pairs, seconds)
+    record = runtime.save_run(
+        cfg, net, history=history, notes=notes, predictions=pairs, seconds=seconds
+    )
     if cfg.reports:
         # Imported here: training itself needs no plotting library.
         from mnist_gate import report
 
-        with paths.saving(cfg.out):
-            report.write_run_reports(record, net, data["test_x"].cpu().numpy())
-    paths.finish(cfg.out)  # everything the run promises is there: it is complete
+        with runfolder.saving(cfg.out):
+            report.write_run_reports(record, net, profile, data["test_x"].cpu().numpy())
+    runfolder.finish(cfg.out)  # everything the run promises is there: it is complete
     return net, record
 
 
@@ -314,8 +324,12 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, terminated)
     try:
-        cfg = settings.parse(Config, argv, "train.py", "Train an MNIST network in model.py.")
-        _, record = train(cfg)
+        gate = profiles.load()
+        cfg = settings.parse(
+            Config, argv, prog="train.py", description="Train an MNIST network in model.py.",
+            build=lambda **given: gate.settings(Config, **given),
+        )  # fmt: skip
+        _, record = train(cfg, gate.profiles.get(cfg.profile or ""))
     except (ConfigError, DataError, RunFolderError) as err:
         fail(f"error: {err}", 2)
     except (TrainingError, SaveError) as err:

@@ -2,11 +2,16 @@
 README's list of rules all read.
 
 Every rule is decided on what the network computes when it runs (mnist_gate.tracer.probe), never
-on how its code is spelled. To add a rule, write its check here and append a Rule: the fast tier
-then runs it on every gated profile, and `python -m mnist_gate.readme` lists it in the README.
+on how its code is spelled. A rule is a function of the network under check (a Subject: the
+network, its profile and the probe's measurements), raising GateError when broken, whose docstring
+is the README's line for it. To add one, write it here and append it to RULES: the fast tier then
+runs it on every gated profile, and `python -m mnist_gate.readme` lists it in the README. A rule
+that needs a measurement the probe does not take adds a field to tracer.Probe and fills it in
+tracer.probe().
 """
 
 import copy
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,8 +21,8 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from . import networks
-from .budgets import GateError, Profile, check_parameter_count
 from .data import SIZE
+from .profiles import GateError, Profile, check_parameter_count
 from .tracer import Probe, Untraceable, probe
 
 
@@ -216,86 +221,112 @@ class Subject:
         return self._probed
 
 
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    summary: str  # the README's description: what it measures, and how
-    check: Callable[[Subject], object]  # raises GateError when the rule is broken
-    applies: Callable[[Profile], bool] = lambda profile: True
+def applies_to(profile_wants: Callable[[Profile], bool]):
+    """A rule that only some profiles ask for: it runs where profile_wants(profile) holds."""
+
+    def mark(rule):
+        rule.applies = profile_wants
+        return rule
+
+    return mark
 
 
+def parameters(s: Subject) -> None:
+    """**Parameters.** Fewer trainable parameters (`requires_grad`) than the profile's
+    `max_params`, counted before any forward pass, as the optimizer sees them. BatchNorm's
+    running statistics are buffers and do not count; a frozen or lazy parameter fails."""
+    check_parameters(s.net, s.profile)
+
+
+def output(s: Subject) -> None:
+    """**Output.** `(N, 10)` finite values in both modes, at batch 1 and 64; rows that are
+    probabilities (non-negative, summing to 1) are refused, since the trainer's cross-entropy
+    applies the softmax itself (log-probabilities are fine)."""
+    check_output(s.net)
+
+
+def weights(s: Subject) -> None:
+    """**Every weight trains.** The weights that convolution, linear and normalisation calls use
+    must be trainable parameters created in `__init__`: weights in buffers or constants, or
+    parameters created in `forward`, would escape the count or the optimizer."""
+    check_weights(s.probe)
+
+
+def batchnorm(s: Subject) -> None:
+    """**BatchNorm.** A BatchNorm call must run with batch statistics in the training step and
+    with running statistics in inference, at every batch size tried; a BatchNorm module that
+    never runs is named."""
+    check_batchnorm(s.net, s.probe)
+
+
+def dropout(s: Subject) -> None:
+    """**Dropout.** Something must drop activations in the training step and nothing in
+    inference, recognised by what it computes: in two passes on the same images, an operation
+    whose outputs differ only where one of them is zero (torch's dropout functions, or a
+    hand-written mask; added or multiplied noise is not dropout). A Dropout module that never
+    runs is named."""
+    check_dropout(s.net, s.probe)
+
+
+def deterministic_inference(s: Subject) -> None:
+    """**Deterministic inference.** 64 passes in eval mode on the same images give the same
+    output: nothing random acts in inference (the pooling rule below relies on it). A network
+    that takes one of two paths at random, the rarer with chance p a call, slips through with
+    chance (1 - p)^64: 6e-7 at p = 0.2, 4% at p = 0.05."""
+    check_deterministic_inference(s.probe)
+
+
+def global_average_pooling(s: Subject) -> None:
+    """**Global average pooling feeds the classifier.** The last feature map that still has
+    height and width is perturbed during inference: by a pattern whose average over height and
+    width is zero, which must leave the output unchanged (the classifier reads only the map's
+    global average, however the code averages it), and by a shift uniform over height and
+    width, different per channel, which must change it (it reads the map)."""
+    check_global_average_pool(s.probe)
+
+
+@applies_to(lambda profile: profile.min_receptive_field is not None)
+def receptive_field(s: Subject) -> None:
+    """**Receptive field**, only for a profile that sets `min_receptive_field`. With every
+    weight set positive and max pools replaced by average pools of the same shape, the gradient
+    of the centre pixel of the averaged map, taken on a 128x128 input, marks the input pixels it
+    sees; the field is the side of that square, through branches, strides and upsampling alike.
+    An operation that cuts the gradient is named, not guessed."""
+    check_receptive_field(s.probe, s.profile.min_receptive_field)
+
+
+# The rules, in the order a reader would check them: the fast tier runs each on every gated
+# profile, and the README lists each by its docstring.
 RULES = [
-    Rule(
-        "parameters",
-        "**Parameters.** Fewer trainable parameters (`requires_grad`) than the profile's "
-        "`max_params`, counted before any forward pass, as the optimizer sees them. BatchNorm's "
-        "running statistics are buffers and do not count; a frozen or lazy parameter fails.",
-        lambda s: check_parameters(s.net, s.profile),
-    ),
-    Rule(
-        "output",
-        "**Output.** `(N, 10)` finite values in both modes, at batch 1 and 64; rows that are "
-        "probabilities (non-negative, summing to 1) are refused, since the trainer's "
-        "cross-entropy applies the softmax itself (log-probabilities are fine).",
-        lambda s: check_output(s.net),
-    ),
-    Rule(
-        "weights",
-        "**Every weight trains.** The weights that convolution, linear and normalisation calls "
-        "use must be trainable parameters created in `__init__`: weights in buffers or "
-        "constants, or parameters created in `forward`, would escape the count or the optimizer.",
-        lambda s: check_weights(s.probe),
-    ),
-    Rule(
-        "batchnorm",
-        "**BatchNorm.** A BatchNorm call must run with batch statistics in the training step "
-        "and with running statistics in inference, at every batch size tried; a BatchNorm "
-        "module that never runs is named.",
-        lambda s: check_batchnorm(s.net, s.probe),
-    ),
-    Rule(
-        "dropout",
-        "**Dropout.** Something must drop activations in the training step and nothing in "
-        "inference, recognised by what it computes: in two passes on the same images, an "
-        "operation whose outputs differ only where one of them is zero (torch's dropout "
-        "functions, or a hand-written mask; added or multiplied noise is not dropout). A "
-        "Dropout module that never runs is named.",
-        lambda s: check_dropout(s.net, s.probe),
-    ),
-    Rule(
-        "deterministic inference",
-        "**Deterministic inference.** 64 passes in eval mode on the same images give the "
-        "same output: nothing random acts in inference (the pooling rule below relies on it). A "
-        "network that takes one of two paths at random, the rarer with chance p a call, slips "
-        "through with chance (1 - p)^64: 6e-7 at p = 0.2, 4% at p = 0.05.",
-        lambda s: check_deterministic_inference(s.probe),
-    ),
-    Rule(
-        "global average pooling",
-        "**Global average pooling feeds the classifier.** The last feature map that still has "
-        "height and width is perturbed during inference: by a pattern whose average over "
-        "height and width is zero, which must leave the output unchanged (the classifier reads "
-        "only the map's global average, however the code averages it), and by a shift uniform "
-        "over height and width, different per channel, which must change it (it reads the map).",
-        lambda s: check_global_average_pool(s.probe),
-    ),
-    Rule(
-        "receptive field",
-        "**Receptive field**, only for a profile that sets `min_receptive_field`. With every "
-        "weight set positive and max pools replaced by average pools of the same shape, the "
-        "gradient of the centre pixel of the averaged map, taken on a 128x128 input, marks the "
-        "input pixels it sees; the field is the side of that square, through branches, strides "
-        "and upsampling alike. An operation that cuts the gradient is named, not guessed.",
-        lambda s: check_receptive_field(s.probe, s.profile.min_receptive_field),
-        applies=lambda profile: profile.min_receptive_field is not None,
-    ),
+    parameters,
+    output,
+    weights,
+    batchnorm,
+    dropout,
+    deterministic_inference,
+    global_average_pooling,
+    receptive_field,
 ]
+
+
+def name(rule) -> str:
+    """A rule's name as people read it: "global average pooling"."""
+    return rule.__name__.replace("_", " ")
+
+
+def summary(rule) -> str:
+    """A rule's docstring as one paragraph: the README's line for it."""
+    return " ".join(inspect.cleandoc(rule.__doc__).split())
+
+
+def applies(rule, profile: Profile) -> bool:
+    return getattr(rule, "applies", lambda profile: True)(profile)
 
 
 def check_structure(net: nn.Module, profile: Profile) -> Probe:
     """Every rule that applies to the profile, in the order a reader would check them."""
     subject = Subject(net, profile)
     for rule in RULES:
-        if rule.applies(profile):
-            rule.check(subject)
+        if applies(rule, profile):
+            rule(subject)
     return subject.probe

@@ -39,6 +39,7 @@ class GraphedEpochs:
         optimizer: torch.optim.Optimizer,
         train_x: torch.Tensor,
         train_y: torch.Tensor,
+        *,
         batch_size: int,
         schedule: list[float],
     ):

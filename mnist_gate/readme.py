@@ -11,40 +11,39 @@ import argparse
 import re
 import statistics
 
-import train
-
-from . import budgets, checks, networks, paths, settings, stats
+from . import checks, networks, paths, profiles, stats
+from .markdown import ReportError, table
+from .profiles import ConfigError, Gate
 from .record import Record
 from .report import layer_table
 from .tracer import probe
-from .verdict import ReportError, load_runs, table
+from .verdict import load_runs
 
 
-def budgets_table() -> str:
+def budgets_table(gate: Gate) -> str:
     rows = [
         (f"`{p.name}`", f"`model.{p.model}`", f"< {p.max_params:,}", f"<= {p.max_epochs}",
          f">= {p.min_accuracy:.2%}",
          ", ".join(f"`{k} = {v}`" for k, v in p.train.items()) or "train.py's defaults")
-        for p in budgets.load_profiles().values()
+        for p in gate.profiles.values()
     ]  # fmt: skip
     header = ("profile", "model", "trainable parameters", "epochs", "final-epoch test accuracy",
               "trains with")  # fmt: skip
     return table(header, rows)
 
 
-def rules_list() -> str:
-    return "\n".join(f"- {rule.summary}" for rule in checks.RULES)
+def rules_list(gate: Gate) -> str:
+    return "\n".join(f"- {checks.summary(rule)}" for rule in checks.RULES)
 
 
-def results_table(runs: list[Record]) -> str:
+def results_table(runs: list[Record], gate: Gate) -> str:
     """Final-epoch accuracy over seeds, one row per profile and device: min / mean / max, the
     standard deviation, the chance that one run ends under the profile's threshold (a normal fit
     to these runs), and the wall time."""
-    profiles = budgets.load_profiles()
     rows = []
-    for group in row_groups(runs):
+    for group in row_groups(runs, gate):
         first = group[0]
-        threshold = profiles[first.profile].min_accuracy
+        threshold = gate.profiles[first.profile].min_accuracy
         spread = stats.spread([r.final_test_acc for r in group], threshold)
         below = (
             ""
@@ -66,10 +65,10 @@ def results_table(runs: list[Record]) -> str:
     return table(header, rows)
 
 
-def row_groups(runs: list[Record]) -> list[list[Record]]:
+def row_groups(runs: list[Record], gate: Gate) -> list[list[Record]]:
     """The runs of each table row: one profile on one device, the profiles in pyproject.toml's
     order, the devices in the order their runs were given."""
-    order = list(budgets.load_profiles())
+    order = list(gate.profiles)
     keys = dict.fromkeys(
         (r.profile, r.device) for r in sorted(runs, key=lambda r: order.index(r.profile))
     )
@@ -91,49 +90,46 @@ def seed_list(seeds: list[int]) -> str:
     return ", ".join(map(str, seeds))
 
 
-def gated_networks() -> list[tuple]:
+def gated_networks(gate: Gate) -> list[tuple]:
     """(profile, network, trainable parameters, receptive field at the classifier)."""
     found = []
-    for profile in budgets.load_profiles().values():
+    for profile in gate.profiles.values():
         net = checks.build(profile)
         found.append((profile, net, networks.count_parameters(net), probe(net).rf))
     return found
 
 
-def networks_table() -> str:
+def networks_table(gate: Gate) -> str:
     rows = [
         (f"`{p.name}`", f"`model.{p.model}`", f"{count:,}", f"{rf}x{rf}" if rf else "not seen")
-        for p, net, count, rf in gated_networks()
+        for p, net, count, rf in gated_networks(gate)
     ]
     return table(("profile", "network", "trainable parameters", "receptive field"), rows)
 
 
-def architecture() -> str:
+def architecture(gate: Gate) -> str:
     return "\n\n".join(
         f"## {p.model} (profile `{p.name}`)\n\n{count:,} parameters, receptive field "
         f"{rf}x{rf} at the classifier.\n\n{layer_table(net)}"
-        for p, net, count, rf in gated_networks()
+        for p, net, count, rf in gated_networks(gate)
     )
 
 
-def check_seed_runs(runs: list[Record]) -> None:
+def check_seed_runs(runs: list[Record], gate: Gate) -> None:
     """Runs that may share the results table: each trained as a profile, every run of a row
     with the same recipe, and no seed twice in a row."""
-    profiles = budgets.load_profiles()
-    strays = sorted({r.name for r in runs if r.profile not in profiles})
+    strays = sorted({r.name for r in runs if r.profile not in gate.profiles})
     if strays:
         raise ReportError(
             f"{', '.join(strays)}: not trained as a profile in pyproject.toml "
             "(train.py --profile NAME)"
         )
-    for group in row_groups(runs):
+    for group in row_groups(runs, gate):
         name = group[0].profile
-        recipes = {repr(sorted(recipe(r).items())): r for r in group}
+        recipes = {repr(sorted(r.recipe.items())): r for r in group}
         if len(recipes) > 1:
             a, b = list(recipes.values())[:2]
-            differ = sorted(
-                k for k in recipe(a) | recipe(b) if recipe(a).get(k) != recipe(b).get(k)
-            )
+            differ = sorted(k for k in a.recipe | b.recipe if a.recipe.get(k) != b.recipe.get(k))
             raise ReportError(
                 f"the {name} runs were not trained alike: seeds {a.seed} and {b.seed} "
                 f"differ in {', '.join(differ)}"
@@ -143,11 +139,6 @@ def check_seed_runs(runs: list[Record]) -> None:
             raise ReportError(
                 f"the {name} runs on {group[0].device} repeat a seed: {sorted(seeds)}"
             )
-
-
-def recipe(run: Record) -> dict:
-    """The settings that decided a run's result (train.py's recipe settings)."""
-    return {name: run.config.get(name) for name in settings.recipe_names(train.Config)}
 
 
 SECTIONS = {  # section -> (file, what it holds)
@@ -172,14 +163,15 @@ def replace_section(text: str, name: str, body: str) -> str:
     return text[: found.end(1)] + body.strip() + "\n" + text[found.start(3) :]
 
 
-def write_readme(seed_runs) -> None:
+def write_readme(seed_runs, gate: Gate) -> None:
     runs = load_runs(seed_runs)
-    check_seed_runs(runs)
+    check_seed_runs(runs, gate)
     texts = {path: path.read_text() for path, _ in SECTIONS.values()}
     for name, (path, make) in SECTIONS.items():
-        texts[path] = replace_section(texts[path], name, make())
+        texts[path] = replace_section(texts[path], name, make(gate))
     if runs:
-        texts[paths.README] = replace_section(texts[paths.README], "results", results_table(runs))
+        table = results_table(runs, gate)
+        texts[paths.README] = replace_section(texts[paths.README], "results", table)
     for path, text in texts.items():
         paths.write_text(path, text)
 
@@ -191,8 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("seed_runs", nargs="*", help="run folders for the results table")
     args = parser.parse_args(argv)
     try:
-        write_readme(args.seed_runs)
-    except ReportError as err:
+        write_readme(args.seed_runs, profiles.load())
+    except (ReportError, ConfigError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
 
 

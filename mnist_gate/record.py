@@ -1,8 +1,8 @@
 """A run's record, metrics.json: its fields, its version, and loading it with a one-line error for
 an old or damaged file. No torch: the verdict job reads records on a machine without it.
 
-train.py writes one at the end of every run; the verdict, the reports, the README's tables and the
-benchmark read them, always through load().
+train.py writes one at the end of every run (mnist_gate.runfolder.save); the verdict, the reports,
+the README's tables and the benchmark read them, always through mnist_gate.runfolder.load_record.
 """
 
 import dataclasses
@@ -11,11 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
-
-VERSION = 1
-FILE = "metrics.json"
-MAX_BYTES = 1_000_000  # a record of 15 epochs is about 5 kB
+VERSION = 2  # 2: recipe_settings
 
 
 class RecordError(Exception):
@@ -53,6 +49,7 @@ class Record:
     python: str
     git_commit: str | None
     config: dict  # every setting, as train.py resolved them
+    recipe_settings: tuple[str, ...]  # those of config that decide the result (train.py's recipe)
     history: tuple[Epoch, ...]
     notes: tuple[str, ...] = ()  # what the run changed from its settings, and why
     version: int = VERSION
@@ -64,6 +61,11 @@ class Record:
         return self.test_correct / self.test_images
 
     @property
+    def recipe(self) -> dict:
+        """The settings that decided the run's result: what two runs must share to be compared."""
+        return {name: self.config.get(name) for name in self.recipe_settings}
+
+    @property
     def name(self) -> str:
         """The profile it trained as, else its model."""
         return self.profile or self.model
@@ -73,9 +75,6 @@ class Record:
         del data["folder"]
         data["final_test_acc"] = self.final_test_acc  # for people reading the file
         return json.dumps(data, indent=2, allow_nan=False) + "\n"
-
-    def save(self, folder: Path) -> None:
-        paths.write_text(Path(folder) / FILE, self.to_json())
 
 
 def _matches(value, kind) -> bool:
@@ -120,7 +119,14 @@ def from_dict(data: dict, where: str = "the record") -> Record:
         Epoch(**_build(Epoch, row, f"{where}, history[{i}]"))
         for i, row in enumerate(values["history"])
     )
-    record = Record(**{**values, "history": history, "notes": tuple(values.get("notes", ()))})
+    record = Record(
+        **{
+            **values,
+            "history": history,
+            "notes": tuple(values.get("notes", ())),
+            "recipe_settings": tuple(values["recipe_settings"]),
+        }
+    )
     if not 0 <= record.test_correct <= record.test_images or record.test_images <= 0:
         raise RecordError(
             f"{where}: {record.test_correct} correct of {record.test_images} test images"
@@ -138,19 +144,3 @@ def from_dict(data: dict, where: str = "the record") -> Record:
             f"{record.test_correct}/{record.test_images}"
         )
     return record
-
-
-def load(folder: Path) -> Record:
-    """The record of the complete run in folder, or a one-line RecordError."""
-    if Path(folder, paths.INCOMPLETE).exists():
-        raise RecordError(f"{folder} holds a run that never finished ({paths.INCOMPLETE})")
-    path = Path(folder, FILE)
-    try:
-        data = json.loads(paths.read_bounded(path, MAX_BYTES))
-    except FileNotFoundError:
-        raise RecordError(f"no {FILE} in {folder}") from None
-    except (OSError, ValueError) as err:
-        raise RecordError(f"{path} is unreadable ({err})") from None
-    except RecursionError:
-        raise RecordError(f"{path} is unreadable (nested too deeply for a record)") from None
-    return dataclasses.replace(from_dict(data, str(path)), folder=Path(folder))

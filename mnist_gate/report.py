@@ -2,15 +2,12 @@
 
     python -m mnist_gate.report runs/net-20261203-101500    # rebuild a complete run's reports
 
-train.train() writes them before it marks a run complete, beside its metrics.json, model.pt and
-test predictions, from which they can be rebuilt. The verdict over several runs, and the CI job
-summary, are mnist_gate.verdict's; the README's tables, mnist_gate.readme's.
+train.train() writes them before it marks a run complete, beside its record, checkpoint and test
+predictions (mnist_gate.runfolder), from which they can be rebuilt. The verdict over several runs
+is mnist_gate.judging's and mnist_gate.markdown's; the README's tables, mnist_gate.readme's.
 """
 
 import argparse
-import io
-import pickle
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -18,21 +15,21 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
-from . import budgets, networks, paths, record  # noqa: E402
+from . import networks, paths, profiles, runfolder  # noqa: E402
 from .data import SIZE, DataError, load_mnist  # noqa: E402
-from .record import Record  # noqa: E402
+from .markdown import run_summary  # noqa: E402
+from .profiles import Profile  # noqa: E402
+from .record import Record, RecordError  # noqa: E402
 from .tracer import probe  # noqa: E402
-from .verdict import ReportError, load_predictions, run_summary  # noqa: E402
 
 ERRORS_SHOWN = 100  # misclassified test images in errors.png, at most
-CHECKPOINT_BYTES = 100_000_000  # a network of a million parameters takes 4 MB
 
 
-def plot_curves(run: Record, path: Path) -> None:
+def plot_curves(run: Record, profile: Profile | None, path: Path) -> None:
+    """Loss and accuracy by epoch, with the profile's threshold (None: a run of no profile)."""
     history = run.history
     epochs = [h.epoch for h in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -43,7 +40,6 @@ def plot_curves(run: Record, path: Path) -> None:
     train_label = f"train (augmented{f', last {clean} clean' if clean else ''})"
     acc_ax.plot(epochs, [100 * h.train_acc for h in history], "o-", label=train_label)
     acc_ax.plot(epochs, [100 * h.test_acc for h in history], "o-", label="test")
-    profile = budgets.load_profiles().get(run.profile) if run.profile else None
     if profile:
         bar = 100 * profile.min_accuracy
         acc_ax.axhline(bar, color="crimson", linestyle="--", label=f"gate: {bar:.1f}%")
@@ -123,39 +119,36 @@ def plot_errors(run: Record, pairs: np.ndarray, images: np.ndarray, path: Path) 
     plt.close(fig)
 
 
-def write_run_reports(run: Record, net: nn.Module, test_images: np.ndarray | None = None) -> None:
-    """summary.md, curves.png, errors.png and model.txt beside the run's record; test_images
-    (10,000 x 28 x 28 uint8) are read from the run's data folder unless given."""
+def write_run_reports(
+    run: Record, net: nn.Module, profile: Profile | None, test_images: np.ndarray | None = None
+) -> None:
+    """summary.md, curves.png, errors.png and model.txt beside the run's record, against the
+    profile it trained as (None: none); test_images (10,000 x 28 x 28 uint8) are read from the
+    run's data folder unless given."""
     out = run.folder
-    paths.write_text(out / "summary.md", run_summary(run))
-    with paths.atomic(out / "curves.png") as tmp:
-        plot_curves(run, tmp)
+    paths.write_text(out / runfolder.SUMMARY, run_summary(run, profile))
+    with paths.atomic(out / runfolder.CURVES) as tmp:
+        plot_curves(run, profile, tmp)
     if test_images is None:
         test_images = load_mnist(Path(run.config["data_dir"]), ("test",))["test_x"].numpy()
-    with paths.atomic(out / "errors.png") as tmp:
-        plot_errors(run, load_predictions(out), test_images, tmp)
-    paths.write_text(out / "model.txt", model_summary(net))
+    with paths.atomic(out / runfolder.ERRORS) as tmp:
+        plot_errors(run, runfolder.load_predictions(out), test_images, tmp)
+    paths.write_text(out / runfolder.MODEL_TABLE, model_summary(net))
 
 
-def rebuild(folder: Path) -> None:
-    """A complete run's reports, from its record, checkpoint and predictions."""
-    run = record.load(folder)
+def rebuild(folder: Path, gate: profiles.Gate) -> None:
+    """A complete run's reports, from its record, checkpoint and predictions, against the budget
+    gate holds for its profile."""
+    run = runfolder.load_record(folder)
     net = networks.build(run.model)
-    path = run.folder / "model.pt"
+    weights = runfolder.load_weights(run.folder)
     try:
-        with warnings.catch_warnings():  # an odd pickle protocol warns before it fails
-            warnings.simplefilter("ignore")
-            checkpoint = torch.load(io.BytesIO(paths.read_bounded(path, CHECKPOINT_BYTES)),
-                                    weights_only=True)  # fmt: skip
-        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
-            raise ReportError(f"{path} is not a checkpoint train.py saves ({{'model': weights}})")
-        net.load_state_dict(checkpoint["model"])
-    except (OSError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
-            pickle.UnpicklingError) as err:  # fmt: skip
-        why = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ReportError(f"{path} is unreadable ({why})") from None
-    with paths.saving(run.folder):
-        write_run_reports(run, net)
+        net.load_state_dict(weights)
+    except RuntimeError as err:
+        path, why = run.folder / runfolder.CHECKPOINT, str(err).splitlines()[0]
+        raise runfolder.RunError(f"{path} is unreadable ({why})") from None
+    with runfolder.saving(run.folder):
+        write_run_reports(run, net, gate.profiles.get(run.profile or ""))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,8 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for folder in args.runs:
         try:
-            rebuild(folder)
-        except (record.RecordError, ReportError, DataError, paths.SaveError) as err:
+            rebuild(folder, profiles.load())
+        except (RecordError, runfolder.RunError, DataError, paths.SaveError,
+                profiles.ConfigError) as err:  # fmt: skip
             parser.exit(2, f"{parser.prog}: error: {err}\n")
         print(f"rebuilt the reports in {folder}")
 

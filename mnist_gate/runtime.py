@@ -1,5 +1,5 @@
-"""What a training run needs around its loop: the device, threads and seed it starts with, where
-and with what it ran, and saving it whole (checkpoint, test predictions, then its record)."""
+"""What a training run needs around its loop: the device, threads and seed it starts with, and
+where and with what it ran, in its record."""
 
 import dataclasses
 import os
@@ -7,12 +7,10 @@ import platform
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from . import networks, paths
-from .paths import PREDICTIONS
+from . import networks, paths, runfolder, settings
 from .record import Epoch, Record
 from .settings import ConfigError
 
@@ -69,18 +67,10 @@ def jsonable(cfg) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def save_run(
-    cfg,
-    net: nn.Module,
-    device: torch.device,
-    history: list[dict],
-    notes: list[str],
-    predictions: torch.Tensor,
-    seconds: float,
-) -> Record:
-    """The checkpoint, the test predictions (row 0 the true digit of each test image, row 1 the
-    network's), then the record, each renamed into place whole. The run is not complete until
-    its reports are written too (finish())."""
+def save_run(cfg, net: nn.Module, *, history: list[dict], notes: list[str], predictions,
+             seconds: float) -> Record:  # fmt: skip
+    """The run's record, saved with its checkpoint and test predictions (mnist_gate.runfolder)."""
+    device = next(net.parameters()).device
     record = Record(
         model=cfg.model,
         profile=cfg.profile,
@@ -97,14 +87,10 @@ def save_run(
         python=platform.python_version(),
         git_commit=git_commit(),
         config=jsonable(cfg),
+        recipe_settings=tuple(settings.recipe_names(cfg)),
         history=tuple(Epoch(**row) for row in history),
         notes=tuple(notes),
         folder=cfg.out,
     )
-    with paths.saving(cfg.out):
-        with paths.atomic(cfg.out / "model.pt") as tmp:
-            torch.save({"model": net.state_dict(), "config": record.config}, tmp)
-        with paths.atomic(cfg.out / PREDICTIONS) as tmp:
-            np.save(tmp, predictions.to(torch.uint8).cpu().numpy(), allow_pickle=False)
-        record.save(cfg.out)
+    runfolder.save(cfg.out, record, net.state_dict(), predictions.to(torch.uint8).cpu().numpy())
     return record

@@ -1,5 +1,6 @@
-"""Settings as dataclass fields that carry their own help and constraint, the command line generated
-from them, and profiles: the one name for what a gate trains. No torch here.
+"""Settings as dataclass fields that carry their own help and constraint, and the command line
+generated from them. No torch here, and nothing read from a file: a profile's settings are
+mnist_gate.profiles'.
 
     epochs: int = setting(15, "training epochs", positive)
 
@@ -14,8 +15,10 @@ import math
 import typing
 from dataclasses import field
 
-from . import budgets
-from .budgets import ConfigError  # here too: settings are where most of them come from
+
+class ConfigError(ValueError):
+    """A setting that cannot work, on the command line or in [tool.gate]; the message is one line
+    naming it."""
 
 
 def setting(default, help: str, check=None, runtime: bool = False):
@@ -55,8 +58,7 @@ def flag(name: str) -> str:
 
 
 def check(settings) -> None:
-    """Every field's own constraint; then, for settings that name a profile, that they train
-    exactly what the profile trains, and for those that name none, the profile they match."""
+    """Every field's own constraint, in one line naming the first that fails."""
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if isinstance(value, float) and not math.isfinite(value):
@@ -64,12 +66,6 @@ def check(settings) -> None:
         why = f.metadata.get("check") and value is not None and f.metadata["check"](value)
         if why:
             raise ConfigError(f"{flag(f.name)} {why}, got {value}")
-    if not hasattr(settings, "profile"):
-        return
-    if settings.profile is not None:
-        check_profile(settings)
-    else:  # a run that trains exactly what a profile trains is that profile's, however asked
-        settings.profile = matching_profile(settings)
 
 
 def recipe_names(cls) -> list[str]:
@@ -79,62 +75,6 @@ def recipe_names(cls) -> list[str]:
 
 def recipe(settings) -> dict:
     return {name: getattr(settings, name) for name in recipe_names(settings)}
-
-
-def profile(name: str) -> budgets.Profile:
-    profiles = budgets.load_profiles()
-    if name not in profiles:
-        raise ConfigError(
-            f"--profile {name!r} is not in pyproject.toml; it defines {', '.join(profiles)}"
-        )
-    return profiles[name]
-
-
-def profile_recipe(cls, gated: budgets.Profile) -> dict:
-    """What a profile trains: its model and train settings over cls's defaults."""
-    name = gated.name
-    names = recipe_names(cls)
-    for key in gated.train:
-        if key not in names:
-            raise ConfigError(
-                f"profile {name} sets {key!r}, which is not a training recipe setting of train.py"
-            )
-    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
-    wanted = {**defaults, "model": gated.model, **gated.train}
-    if "epochs" in wanted and wanted["epochs"] > gated.max_epochs:
-        raise ConfigError(
-            f"profile {name} trains {wanted['epochs']} epochs, over its max_epochs of "
-            f"{gated.max_epochs}"
-        )
-    return wanted
-
-
-def for_profile(cls, name: str, **runtime):
-    """Settings that train what profile `name` trains, with the runtime settings given (seed, out,
-    ...); a recipe setting given that the profile trains otherwise is refused."""
-    return cls(**{**profile_recipe(cls, profile(name)), **runtime, "profile": name})
-
-
-def matching_profile(settings) -> str | None:
-    ours = recipe(settings)
-    for gated in budgets.load_profiles().values():
-        try:
-            if profile_recipe(type(settings), gated) == ours:
-                return gated.name
-        except ConfigError:  # a profile with a bad setting matches nothing
-            continue
-    return None
-
-
-def check_profile(settings) -> None:
-    wanted = profile_recipe(type(settings), profile(settings.profile))
-    differ = [k for k, v in recipe(settings).items() if wanted[k] != v]
-    if differ:
-        k = differ[0]
-        raise ConfigError(
-            f"{flag(k)} {getattr(settings, k)}: profile {settings.profile} trains with "
-            f"{wanted[k]}; train without --profile to change its settings"
-        )
 
 
 def positive_int(text: str) -> int:
@@ -158,9 +98,9 @@ def _convert(kind):
     return args[0] if args else kind
 
 
-def parse(cls, argv: list[str] | None, prog: str, description: str):
-    """The command line generated from cls's fields. With --profile, the profile's settings are
-    the defaults, and a recipe flag may not contradict them."""
+def parse(cls, argv: list[str] | None, *, prog: str, description: str, build=None):
+    """The command line generated from cls's fields; build(**given) makes the settings from the
+    flags given (default: cls itself)."""
     parser = Parser(prog=prog, description=description)
     for f in dataclasses.fields(cls):
         help = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
@@ -171,7 +111,4 @@ def parse(cls, argv: list[str] | None, prog: str, description: str):
             parser.add_argument(
                 flag(f.name), type=_convert(f.type), metavar=f.name.upper(), **common
             )
-    given = vars(parser.parse_args(argv))
-    if given.get("profile") is not None:
-        return for_profile(cls, given.pop("profile"), **given)
-    return cls(**given)
+    return (build or cls)(**vars(parser.parse_args(argv)))

@@ -95,6 +95,9 @@ class Probe:
     rf: int | None = None  # receptive field of one pixel of the map the head averages
     rf_clipped: bool = False  # measured on the 28x28 image only: the true field may be larger
     unfollowed: list[str] = field(default_factory=list)  # ops the receptive field cannot follow
+    # Every torch function one inference pass (eval mode, batch 64) called, and from where: the
+    # op's name ("max_pool2d") and its module ("features.5.1"), in the order they ran.
+    calls: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _arg(args, kwargs, index, name, default=None):
@@ -400,7 +403,7 @@ def _receptive_fields(net: nn.Module, k: int | None, dtype: torch.dtype):
     # else on the image itself, where a field wider than the image is cut to it.
     for side, stop in ((RF_SIDE, None), (RF_SIDE, k), (SIZE, None)):
         try:
-            measured = [_fields_at(net, k, side, stop, level, dtype) for level in RF_LEVELS]
+            measured = [_fields_at(net, k, side, stop, level=lvl, dtype=dtype) for lvl in RF_LEVELS]
         except Exception:  # a layer made for one input size only: try the next way
             continue
         # Rows differ in number only where the forward takes another path at another level.
@@ -411,7 +414,7 @@ def _receptive_fields(net: nn.Module, k: int | None, dtype: torch.dtype):
     return [], None, True, ["every forward pass of a copy with positive weights"]
 
 
-def _fields_at(net, k: int | None, side: int, stop: int | None, level: float, dtype):
+def _fields_at(net, k: int | None, side: int, stop: int | None, *, level: float, dtype):
     """The fields of each row and of output k, on a side x side input of one level."""
     # Batch 2, as in the head's pass, so that the forward takes the same path.
     x = torch.full((2, 1, side, side), level, dtype=dtype, requires_grad=True)
@@ -458,6 +461,7 @@ def probe(net: nn.Module) -> Probe:
         else:
             result.eval_dropouts += [f"{where} (p={p})" for where, p in active] or drops
             table = rec.rows
+            result.calls = [(op, where) for op, where, _, _ in rec.calls]
     result.eval_dropouts = list(dict.fromkeys(result.eval_dropouts))
     result.eval_batch_statistics = list(dict.fromkeys(result.eval_batch_statistics))
     result.hidden_weights = list(dict.fromkeys(result.hidden_weights))

@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import train
-from mnist_gate import budgets, networks, paths, runtime
+from mnist_gate import networks, paths, profiles, runfolder, runtime
 from mnist_gate.data import MEAN, SIZE, STD, DataError, load_mnist
 from mnist_gate.settings import ConfigError, Parser, positive_int
 
@@ -91,10 +91,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        cfg = train.Config(model=args.model, device=args.device, out=args.out, progress=False)
+        gate = profiles.load()
+        cfg = gate.settings(
+            train.Config, model=args.model, device=args.device, out=args.out, progress=False
+        )
         if cfg.out is None:
-            cfg.out = paths.new_folder("bench")
-        _, run = train.train(cfg)
+            cfg.out = runfolder.new_folder("bench")
+        _, run = train.train(cfg, gate.profiles.get(cfg.profile or ""))
         reference = reference_images_per_second(cfg, args.steps)
     except (ConfigError, DataError, paths.RunFolderError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     # The bar of the run's profile, or of a profile that gates its network; none gates it: no line.
     bars = [
         p.min_accuracy
-        for p in budgets.load_profiles().values()
+        for p in gate.profiles.values()
         if p.model == run.model and run.profile in (None, p.name)
     ]
     if bars:

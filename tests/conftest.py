@@ -10,7 +10,16 @@ import signal
 
 import pytest
 
-from mnist_gate import budgets
+from mnist_gate import profiles
+
+GATE = pytest.StashKey[profiles.Gate]()
+
+
+def gate(config) -> profiles.Gate:
+    """[tool.gate] of pyproject.toml, read once a session."""
+    if GATE not in config.stash:
+        config.stash[GATE] = profiles.load()
+    return config.stash[GATE]
 
 
 def pytest_addoption(parser):
@@ -39,48 +48,50 @@ def selected_seeds(config) -> list[int]:
     """--seeds, else $GATE_SEEDS, else [tool.gate.seeds] local: one seed at least, each once."""
     wanted = config.getoption("--seeds")
     if wanted is None:
-        return budgets.seeds("local")
+        return gate(config).seeds("local")
     try:
         seeds = [int(s) for s in wanted.split(",")]
     except ValueError:
         raise pytest.UsageError(
             f"--seeds takes integers separated by commas, got {wanted!r}"
         ) from None
-    return budgets.check_seeds(seeds, f"--seeds {wanted!r}")
+    return profiles.check_seeds(seeds, f"--seeds {wanted!r}")
 
 
-def selected_profiles(config) -> list[budgets.Profile]:
-    profiles = budgets.load_profiles()
+def selected_profiles(config) -> list[profiles.Profile]:
+    gated = gate(config).profiles
     wanted = config.getoption("--profile")
-    names = list(profiles) if wanted == "all" else wanted.split(",")
-    unknown = [name for name in names if name not in profiles]
+    names = list(gated) if wanted == "all" else wanted.split(",")
+    unknown = [name for name in names if name not in gated]
     if unknown:
         raise pytest.UsageError(
-            f"unknown profile {', '.join(unknown)}; pyproject.toml defines {', '.join(profiles)}"
+            f"unknown profile {', '.join(unknown)}; pyproject.toml defines {', '.join(gated)}"
         )
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise pytest.UsageError(f"--profile names {twice[0]} twice; each profile is judged once")
-    return [profiles[name] for name in names]
+    return [gated[name] for name in names]
 
 
 def pytest_configure(config):
     """A bad --profile or --seeds, or a profile that cannot train as pyproject.toml sets it,
     stops the run before any test: before the slow tier removes or trains anything."""
-    from mnist_gate import gate
     from mnist_gate.settings import ConfigError
+
+    from . import gate_runs
 
     try:
         seeds = selected_seeds(config)
         for profile in selected_profiles(config):
             for seed in seeds:
-                gate.config(profile, seed)
+                gate_runs.config(profile, seed)
     except ConfigError as err:
         raise pytest.UsageError(str(err)) from None
     if selects_slow(config) and not hasattr(config, "workerinput"):
         own_the_gate_folders(config)
         # SIGTERM (a cancelled CI job) stops the session as Ctrl-C does: reported, then exit 130.
         signal.signal(signal.SIGTERM, interrupted)
+        config.pluginmanager.register(SlowTierVerdict(config), "gate-verdict")
 
 
 def interrupted(signum, frame):
@@ -190,27 +201,61 @@ def threads() -> int:
     return worker_threads()
 
 
-# The verdict over seeds, once every seed's test has run (in xdist's controller, with -n).
+class SlowTierVerdict:
+    """The verdict over seeds, once every seed's test has run (in xdist's controller, with -n):
+    which seeds passed, the verdict on each profile whose every seed did, and what was not
+    judged, held by this session's plugin rather than the module."""
 
-GATE_RUNS: dict[str, list[int]] = {}  # profile -> seeds whose slow-tier test passed
-VERDICTS: list = []  # this session's verdicts, for the terminal summary
+    def __init__(self, config):
+        self.config = config
+        self.ran: dict[str, list[int]] = {}  # profile -> seeds whose slow-tier test passed
+        self.verdicts: list = []
+        self.not_judged: list[str] = []
 
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" and report.passed:
+            for key, value in report.user_properties:
+                if key == "gate_run":
+                    name, seed = value
+                    self.ran.setdefault(name, []).append(seed)
 
-def pytest_runtest_logreport(report):
-    if report.when == "call" and report.passed:
-        for key, value in report.user_properties:
-            if key == "gate_run":
-                name, seed = value
-                GATE_RUNS.setdefault(name, []).append(seed)
+    def pytest_sessionfinish(self, session):
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            session.exitstatus = 130  # as a shell and train.py report Ctrl-C; pytest's own is 2
+            return
+        if not self.ran:
+            return  # no slow-tier run
+        self.not_judged = not_judged(self.config, self.ran)
+        if not self.config.getoption("--defer-verdict"):  # else CI's verdict job judges them all
+            self.verdicts = session_verdicts(self.config, self.ran)
+        if self.not_judged or not all(v.passed for v in self.verdicts):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.verdicts or self.not_judged:
+            terminalreporter.ensure_newline()  # else the first line below starts with a blank one
+            terminalreporter.section("gate verdict")
+        # The closing line counts what failed the session: "2 passed, 1 failed (gate verdict)".
+        failed = [judged for judged in self.verdicts if not judged.passed] + self.not_judged
+        if failed:
+            terminalreporter.stats.setdefault("failed (gate verdict)", []).extend(failed)
+        for judged in self.verdicts:
+            seeds = len(judged.records)
+            status = "pass" if judged.passed else "FAIL"
+            terminalreporter.write_line(f"profile {judged.profile.name}, {seeds} seed(s): {status}")
+            for line in judged.failures:
+                terminalreporter.write_line(f"  {line}", red=True)
+        for line in self.not_judged:
+            terminalreporter.write_line(line, red=True)
 
 
 def session_verdicts(config, ran: dict[str, list[int]]) -> list:
     """judge() on each profile whose every selected seed trained and kept its budget."""
-    from mnist_gate import gate
+    from mnist_gate.gate import judge_seeds
 
     seeds = selected_seeds(config)
     return [
-        gate.judge_seeds(profile, seeds)
+        judge_seeds(profile, seeds)
         for profile in selected_profiles(config)
         if sorted(ran.get(profile.name, [])) == sorted(seeds)
     ]
@@ -226,37 +271,3 @@ def not_judged(config, ran: dict[str, list[int]]) -> list[str]:
         for seed in selected_seeds(config)
         if seed not in ran.get(profile.name, [])
     ]
-
-
-NOT_JUDGED: list[str] = []
-
-
-def pytest_sessionfinish(session):
-    if session.exitstatus == pytest.ExitCode.INTERRUPTED and selects_slow(session.config):
-        session.exitstatus = 130  # as a shell and train.py report Ctrl-C; pytest's own is 2
-        return
-    if hasattr(session.config, "workerinput") or not GATE_RUNS:
-        return  # an xdist worker, or no slow-tier run
-    NOT_JUDGED[:] = not_judged(session.config, GATE_RUNS)
-    if not session.config.getoption("--defer-verdict"):  # else CI's verdict job judges them all
-        VERDICTS[:] = session_verdicts(session.config, GATE_RUNS)
-    if NOT_JUDGED or not all(v.passed for v in VERDICTS):
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter):
-    if VERDICTS or NOT_JUDGED:
-        terminalreporter.ensure_newline()  # else the first line below starts with a blank one
-        terminalreporter.section("gate verdict")
-    # The closing line counts what failed the session: "2 passed, 1 failed (gate verdict)".
-    failed = [judged for judged in VERDICTS if not judged.passed] + NOT_JUDGED
-    if failed:
-        terminalreporter.stats.setdefault("failed (gate verdict)", []).extend(failed)
-    for judged in VERDICTS:
-        seeds = len(judged.records)
-        status = "pass" if judged.passed else "FAIL"
-        terminalreporter.write_line(f"profile {judged.profile.name}, {seeds} seed(s): {status}")
-        for line in judged.failures:
-            terminalreporter.write_line(f"  {line}", red=True)
-    for line in NOT_JUDGED:
-        terminalreporter.write_line(line, red=True)

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 
 import train
-from mnist_gate import budgets, runtime
+from mnist_gate import profiles, runfolder, runtime, settings
 from mnist_gate.data import mnist_test_labels
-from mnist_gate.paths import PREDICTIONS
 from mnist_gate.record import Epoch, Record
-from mnist_gate.settings import for_profile as settings_for
+from mnist_gate.runfolder import PREDICTIONS
 
 
 def smoke(tmp_path: Path, **overrides) -> train.Config:
@@ -28,11 +27,12 @@ def record(
 ) -> Record:
     """A record of a 3-epoch run of a profile's recipe (train.py's defaults for none or one
     pyproject.toml lacks), ending at `accuracy` (to the image)."""
-    if profile in budgets.load_profiles():
-        settings = settings_for(train.Config, profile, seed=seed, progress=False)
+    gate = profiles.load()
+    if profile in gate.profiles:
+        cfg = gate.profile(profile).settings(train.Config, seed=seed, progress=False)
     else:
-        settings = train.Config(seed=seed, progress=False)
-    config = runtime.jsonable(settings)
+        cfg = train.Config(seed=seed, progress=False)
+    config = runtime.jsonable(cfg)
     history = tuple(
         Epoch(epoch=e, train_loss=0.6, train_acc=0.98, test_loss=0.12,
               test_acc=round(accuracy * 10_000) / 10_000 - (3 - e) * 0.001, lr=0.1,
@@ -43,7 +43,8 @@ def record(
         model="Net", profile=profile, seed=seed, parameters=7_162, epochs=3, test_images=10_000,
         test_correct=round(accuracy * 10_000), wall_seconds=12.0, device="Test CPU",
         device_type="cpu", threads=2, torch="2.14.1", python="3.11.7", git_commit=None,
-        config={**config, "profile": profile}, history=history,
+        config={**config, "profile": profile}, recipe_settings=tuple(settings.recipe_names(cfg)),
+        history=history,
     )  # fmt: skip
     return Record(**{**fields, **overrides})
 
@@ -64,7 +65,7 @@ def save(folder: Path, run: Record, pairs: np.ndarray | None = None, kept: bool 
     """A run's folder as train.py leaves it: the record and the test predictions (those given,
     else the first images wrong, as many as the record says; none if not kept)."""
     folder.mkdir(parents=True)
-    run.save(folder)
+    runfolder.write_record(folder, run)
     if pairs is None:
         pairs = predictions(list(range(run.test_images - run.test_correct)), run.test_images)
     if kept:

@@ -12,17 +12,20 @@ import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 import train
-from mnist_gate import budgets, gate, paths, record, report, settings, verdict
+from mnist_gate import judging, markdown, paths, profiles, record, report, runfolder, verdict
 from mnist_gate.data import DataError, load_mnist
-from mnist_gate.paths import INCOMPLETE, PREDICTIONS, ROOT, RunFolderError
+from mnist_gate.paths import ROOT, RunFolderError
+from mnist_gate.runfolder import INCOMPLETE, PREDICTIONS
 from mnist_gate.settings import ConfigError
 
+from . import gate_runs
 from .helpers import predictions, save, smoke, writable_copy
 from .helpers import record as a_record
 
@@ -79,9 +82,9 @@ def test_a_run_killed_at_any_stage_is_never_a_result(tmp_path, stage, sig):
         ]
     assert (out / INCOMPLETE).exists()
     with pytest.raises(record.RecordError, match="never finished"):
-        record.load(out)
+        runfolder.load_record(out)
     with pytest.raises(RunFolderError, match="holds one that never finished"):
-        paths.claim(out, "Net")
+        runfolder.claim(out, "Net")
 
 
 def test_reports_come_before_the_run_is_complete_and_can_be_rebuilt(tmp_path, capsys):
@@ -159,14 +162,14 @@ def test_divergence_at_the_last_step_is_a_failure_not_a_run(tmp_path, capsys):
 
 
 def test_two_gate_runs_never_touch_each_others_folders(tmp_path):
-    profile = budgets.load_profiles()["8k"]
-    folder = gate.folder(profile, 0, tmp_path)
+    profile = profiles.load().profiles["8k"]
+    folder = runfolder.gate_folder(profile.name, 0, tmp_path)
     folder.mkdir()
     (folder / "theirs").write_text("a run in progress")
     with paths.locked(tmp_path / f".{folder.name}.lock", "busy"):  # the other gate run
         with pytest.raises(RunFolderError, match=f"another gate run in this checkout is training "
                                                  f"{folder.name}"):  # fmt: skip
-            gate.train_seed(profile, 0, tmp_path)
+            gate_runs.train_seed(profile, 0, tmp_path)
     assert (folder / "theirs").read_text() == "a run in progress"
 
 
@@ -242,30 +245,30 @@ def test_the_verdict_believes_no_run_labelled_otherwise_than_the_test_set(tmp_pa
 
 def test_seeds_of_different_code_fail_their_verdict():
     runs = [a_record(seed=s, git_commit=c) for s, c in ((0, "a" * 40), (1, "b" * 40), (2, None))]
-    judged = verdict.judge(budgets.load_profiles()["8k"], runs)
+    judged = judging.judge(profiles.load().profiles["8k"], runs)
     assert not judged.passed and judged.run_failures == (
         f"the seeds trained different code: commit {'a' * 12}: seed 0; commit {'b' * 12}: "
         "seed 1; commit unknown: seed 2",
     )
     same = [a_record(seed=s, git_commit="a" * 40) for s in (0, 1)]
-    assert verdict.judge(budgets.load_profiles()["8k"], same).passed
+    assert judging.judge(profiles.load().profiles["8k"], same).passed
 
 
 def test_a_record_trained_otherwise_than_its_profile_fails_it():
-    profile = budgets.load_profiles()["25k"]  # epochs = 18, small_epochs = 0
+    profile = profiles.load().profiles["25k"]  # epochs = 18, small_epochs = 0
     config = {**a_record().config, "model": "Net25k", "epochs": 18, "small_epochs": 8}
     run = a_record(model="Net25k", profile="25k", config=config)
-    judged = verdict.judge(profile, [run])
+    judged = judging.judge(profile, [run])
     assert judged.run_failures == (
         "seed 0: trained with small_epochs = 8; profile 25k trains with 0",
     )
 
 
 def test_a_record_of_another_model_fails_its_profile():
-    judged = verdict.judge(budgets.load_profiles()["8k"], [a_record(model="Net25k")])
+    judged = judging.judge(profiles.load().profiles["8k"], [a_record(model="Net25k")])
     assert judged.run_failures[0] == "seed 0: trained Net25k, not Net"
     # Its summary says so too, instead of a table of passes over a failing verdict.
-    assert "| model | Net25k | Net |  | **FAIL** |" in judged.markdown
+    assert "| model | Net25k | Net |  | **FAIL** |" in markdown.verdict(judged)
 
 
 def test_bad_seeds_stop_the_slow_tier_before_anything_is_deleted():
@@ -282,19 +285,18 @@ def test_bad_seeds_stop_the_slow_tier_before_anything_is_deleted():
 def test_a_profile_with_a_misspelled_setting_stops_the_suite_before_any_test(monkeypatch):
     from . import conftest
 
-    typo = budgets.Profile("8k", "Net", 8000, 15, 0.994, train={"epoch": 12})
-    monkeypatch.setattr(budgets, "load_profiles", lambda: {"8k": typo})
+    typo = profiles.Profile("8k", "Net", 8000, 15, 0.994, train={"epoch": 12})
+    gate = profiles.Gate(ROOT / "pyproject.toml", {"8k": typo}, {"local": [0]})
     options = {"--profile": "all", "--seeds": None}
-    config = type("Config", (), {"getoption": staticmethod(options.get)})
+    config = SimpleNamespace(getoption=options.get, stash={conftest.GATE: gate})
     with pytest.raises(pytest.UsageError, match="profile 8k sets 'epoch', which is not"):
         conftest.pytest_configure(config)
 
 
-def test_a_profile_that_trains_over_its_epoch_budget_is_refused_before_training(monkeypatch):
-    over = budgets.Profile("8k", "Net", 8000, 10, 0.994)  # train.py's default is 15 epochs
-    monkeypatch.setattr(budgets, "load_profiles", lambda: {"8k": over})
+def test_a_profile_that_trains_over_its_epoch_budget_is_refused_before_training():
+    over = profiles.Profile("8k", "Net", 8000, 10, 0.994)  # train.py's default is 15 epochs
     with pytest.raises(ConfigError, match="profile 8k trains 15 epochs, over its max_epochs of 10"):
-        settings.for_profile(train.Config, "8k", seed=0)
+        over.settings(train.Config, seed=0)
 
 
 def test_a_seed_beyond_what_torch_takes_is_one_line(capsys, tmp_path):
@@ -360,11 +362,10 @@ min_accuracy = 0.994
 def test_a_broken_gate_table_is_one_line_naming_the_key(tmp_path, change, message):
     path = tmp_path / "pyproject.toml"
     path.write_text(GOOD)
-    assert budgets.load_profiles(path)["8k"].max_params == 8000 and budgets.seeds("ci", path)
+    assert profiles.load(path).profiles["8k"].max_params == 8000 and profiles.load(path).seeds("ci")
     path.write_text(change(GOOD))
     with pytest.raises(ConfigError) as err:
-        budgets.load_profiles(path)
-        budgets.seeds("local", path)
+        profiles.load(path).seeds("local")
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
@@ -419,7 +420,7 @@ def test_a_damaged_record_is_one_line_never_a_traceback_or_a_hang(tmp_path, writ
     (folder / "metrics.json").unlink()
     write(folder / "metrics.json")
     with pytest.raises(record.RecordError, match=message):
-        record.load(folder)
+        runfolder.load_record(folder)
     with pytest.raises(verdict.ReportError, match=message):
         verdict.summary(tmp_path, seeds=[0], names=["8k"])
 
@@ -429,7 +430,9 @@ def test_a_damaged_record_on_mains_side_is_a_sentence_never_a_failure(tmp_path):
     main = tmp_path / "main" / "gate-8k-seed0"
     save(main, a_record(0.9950))
     (main / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
-    passed, text = verdict.summary(tmp_path / "new", tmp_path / "main", seeds=[0], names=["8k"])
+    passed, text = verdict.summary(
+        tmp_path / "new", main_dir=tmp_path / "main", seeds=[0], names=["8k"]
+    )
     assert passed and "Main's gate result cannot be read" in text and "nested too deeply" in text
 
 
@@ -473,17 +476,17 @@ def test_a_gate_folder_that_is_a_file_or_a_link_is_replaced_and_never_followed(
     class Trained(Exception):
         pass
 
-    def stop(cfg):  # the folder is cleared before training starts: stop there
+    def stop(cfg, profile):  # the folder is cleared before training starts: stop there
         assert not cfg.out.exists() and not cfg.out.is_symlink()
         raise Trained
 
     monkeypatch.setattr(train, "train", stop)
-    profile = budgets.load_profiles()["8k"]
+    profile = profiles.load().profiles["8k"]
     kept = tmp_path / "elsewhere"
     kept.mkdir()
     (kept / "precious").write_text("keep")
     for make in (lambda p: p.write_text("a file"), lambda p: p.symlink_to(kept)):
-        make(gate.folder(profile, 0, tmp_path))
+        make(runfolder.gate_folder(profile.name, 0, tmp_path))
         with pytest.raises(Trained):
-            gate.train_seed(profile, 0, runs=tmp_path)
+            gate_runs.train_seed(profile, 0, runs=tmp_path)
     assert (kept / "precious").read_text() == "keep"

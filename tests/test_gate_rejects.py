@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_gate import budgets, checks, networks, tracer
+from mnist_gate import checks, networks, profiles, tracer
 
-PROFILE = budgets.load_profiles()["8k"]
+PROFILE = profiles.load().profiles["8k"]
 
 
 def conv(c_in, c_out, *, bn=True):
@@ -56,7 +56,7 @@ class MeanPool(nn.Module):
 
 
 def rejected(net: nn.Module) -> str:
-    with pytest.raises(budgets.GateError) as err:
+    with pytest.raises(profiles.GateError) as err:
         checks.check_structure(net, PROFILE)
     return str(err.value)
 
@@ -120,14 +120,14 @@ def test_no_dropout_is_rejected():
 
 def test_flatten_into_linear_instead_of_pooling_is_rejected():
     net = small(pool=[nn.Flatten(), nn.Dropout(0.1), nn.Linear(12 * 7 * 7, 10)])
-    with pytest.raises(budgets.GateError, match=r"the classifier reads the 12x7x7 map from relu"):
+    with pytest.raises(profiles.GateError, match=r"the classifier reads the 12x7x7 map from relu"):
         checks.check_global_average_pool(tracer.probe(net))
 
 
 def test_a_receptive_field_smaller_than_a_profile_asks_is_rejected():
     net = nn.Sequential(conv(1, 12), conv(12, 12), head(12))
-    profile = budgets.Profile("rf", "Net", 8000, 15, 0.994, min_receptive_field=28)
-    with pytest.raises(budgets.GateError, match="receptive field at the classifier is 5x5 pixels"):
+    profile = profiles.Profile("rf", "Net", 8000, 15, 0.994, min_receptive_field=28)
+    with pytest.raises(profiles.GateError, match="receptive field at the classifier is 5x5 pixels"):
         checks.check_structure(net, profile)
 
 
@@ -137,12 +137,12 @@ def test_wrong_output_shape_is_rejected():
 
 
 def test_accuracy_just_under_the_threshold_fails_and_at_it_passes():
-    with pytest.raises(budgets.GateError, match=r"below the 99.40% threshold .* by 0.01 points"):
-        budgets.check_accuracy(0.9939, PROFILE)
-    assert budgets.check_accuracy(0.9940, PROFILE) == pytest.approx(0)
+    with pytest.raises(profiles.GateError, match=r"below the 99.40% threshold .* by 0.01 points"):
+        profiles.check_accuracy(0.9939, PROFILE)
+    assert profiles.check_accuracy(0.9940, PROFILE) == pytest.approx(0)
 
 
 def test_more_epochs_than_the_budget_fail():
-    with pytest.raises(budgets.GateError, match="trained 16 epochs; profile 8k allows at most 15"):
-        budgets.check_epochs(16, PROFILE)
-    budgets.check_epochs(15, PROFILE)
+    with pytest.raises(profiles.GateError, match="trained 16 epochs; profile 8k allows at most 15"):
+        profiles.check_epochs(16, PROFILE)
+    profiles.check_epochs(15, PROFILE)

@@ -11,18 +11,20 @@ checkpoint, predictions and reports) for CI to upload, and each verdict to runs/
 
 import pytest
 
-from mnist_gate import gate, paths, verdict
+from mnist_gate import judging, paths
 from train import TrainingError
+
+from . import gate_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def test_a_seed_trains_within_its_budget(profile, seed, threads, request):
     try:
-        run = gate.train_seed(profile, seed, threads=threads)
+        run = gate_runs.train_seed(profile, seed, threads=threads)
     except (paths.RunFolderError, paths.SaveError, TrainingError) as err:
         pytest.fail(str(err), pytrace=False)
     request.node.user_properties.append(("gate_run", [profile.name, seed]))
-    failures = verdict.judge(profile, [run]).run_failures
+    failures = judging.judge(profile, [run]).run_failures
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)

@@ -71,7 +71,9 @@ def graphed(net: nn.Module, device: str) -> list[tuple[list[float], int]]:
     images, labels, epochs, schedule = data(device)
     optimizer = train.sgd(net, CFG)
     torch.manual_seed(1)  # the same dropout draws for either loop
-    loop = GraphedEpochs(learner(net, optimizer), net, optimizer, images, labels, BATCH, schedule)
+    loop = GraphedEpochs(
+        learner(net, optimizer), net, optimizer, images, labels, batch_size=BATCH, schedule=schedule
+    )
     found = []
     for epoch, (order, draws, size) in enumerate(epochs):
         losses, correct = loop.epoch(order, draws, size, epoch * STEPS)

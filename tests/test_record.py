@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from mnist_gate import record as records
+from mnist_gate import runfolder
 from mnist_gate.paths import ROOT
 from mnist_gate.record import RecordError
 
@@ -18,10 +19,10 @@ def test_what_a_run_saves_loads_as_the_record_it_returned(tmp_path):
     import train
 
     _, run = train.train(smoke(tmp_path, limit=256))
-    loaded = records.load(run.folder)
+    loaded = runfolder.load_record(run.folder)
     assert loaded == run and loaded.folder == run.folder
     assert loaded.final_test_acc == run.history[-1].test_acc
-    assert json.loads((run.folder / records.FILE).read_text())["version"] == records.VERSION
+    assert json.loads((run.folder / runfolder.RECORD).read_text())["version"] == records.VERSION
 
 
 def damaged(tmp_path, change) -> str:
@@ -29,9 +30,9 @@ def damaged(tmp_path, change) -> str:
     change(data)
     folder = tmp_path / "run"
     folder.mkdir()
-    (folder / records.FILE).write_text(json.dumps(data))
+    (folder / runfolder.RECORD).write_text(json.dumps(data))
     with pytest.raises(RecordError) as err:
-        records.load(folder)
+        runfolder.load_record(folder)
     return str(err.value)
 
 
@@ -39,7 +40,7 @@ def damaged(tmp_path, change) -> str:
     "change, message",
     [
         (lambda d: d.pop("version"), "is from before records had a version; train it again"),
-        (lambda d: d.update(version=99), "is version 99; this code reads 1"),
+        (lambda d: d.update(version=99), "is version 99; this code reads 2"),
         (lambda d: d.pop("test_correct"), "has no test_correct"),
         (lambda d: d.update(seed="0"), "seed is '0', not a <class 'int'>"),
         (lambda d: d.update(parameters=True), "parameters is True"),
@@ -61,18 +62,18 @@ def test_a_damaged_record_is_refused_by_name(tmp_path, change, message):
 
 def test_a_missing_or_unreadable_record_is_one_line(tmp_path):
     with pytest.raises(RecordError, match="no metrics.json in"):
-        records.load(tmp_path)
-    (tmp_path / records.FILE).write_text('{"model": "Net", "final_te')
+        runfolder.load_record(tmp_path)
+    (tmp_path / runfolder.RECORD).write_text('{"model": "Net", "final_te')
     with pytest.raises(RecordError, match="is unreadable"):
-        records.load(tmp_path)
-    (tmp_path / records.FILE).write_text("[1, 2]")
+        runfolder.load_record(tmp_path)
+    (tmp_path / runfolder.RECORD).write_text("[1, 2]")
     with pytest.raises(RecordError, match="is not a JSON object"):
-        records.load(tmp_path)
+        runfolder.load_record(tmp_path)
 
 
 def test_a_record_round_trips(tmp_path):
     run = save(tmp_path / "run", record(0.9947, seed=3))
-    assert records.load(run.folder) == run
+    assert runfolder.load_record(run.folder) == run
 
 
 def test_the_record_module_imports_no_torch():

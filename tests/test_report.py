@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mnist_gate import paths, readme, report
+from mnist_gate import paths, profiles, readme, report
 
 from .helpers import record, save
 
@@ -15,7 +15,7 @@ def test_the_readme_says_what_the_code_says(name):
     path, make = readme.SECTIONS[name]
     found = readme.section(path.read_text(), name)
     assert found, f"{path.name} has no generated:{name} section"
-    assert found.group(2).strip() == make().strip(), (
+    assert found.group(2).strip() == make(profiles.load()).strip(), (
         f"{path.name}'s {name} no longer matches the code; run `python -m mnist_gate.readme`"
     )
 
@@ -39,8 +39,9 @@ def test_the_results_give_each_profile_and_device_a_row():
         for run in runs_on(device, profile, (0, 1))
     ]  # fmt: skip
     runs[-1] = dataclasses.replace(runs[-1], test_correct=9_930)  # one run under the bar
-    readme.check_seed_runs(runs)  # the same seeds on two devices are no repeat
-    rows = readme.results_table(runs).splitlines()[2:]
+    gate = profiles.load()
+    readme.check_seed_runs(runs, gate)  # the same seeds on two devices are no repeat
+    rows = readme.results_table(runs, gate).splitlines()[2:]
     assert [row.split(" | ")[0].strip("| ") for row in rows] == ["Net", "Net", "Net25k", "Net25k"]
     assert [row.split(" | ")[-1].strip("| ") for row in rows] == [
         "Test CPU (2 threads)", "Test GPU", "Test CPU (2 threads)", "Test GPU"
@@ -73,7 +74,7 @@ def test_the_readme_refuses_runs_that_do_not_belong_together(tmp_path, runs, mes
 
 
 def test_the_curves_are_drawn(tmp_path):
-    report.plot_curves(record(0.9945), tmp_path / "curves.png")
+    report.plot_curves(record(0.9945), profiles.load().profile("8k"), tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

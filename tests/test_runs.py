@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import train
-from mnist_gate import data, paths, verdict
-from mnist_gate.paths import INCOMPLETE, ROOT, RunFolderError
+from mnist_gate import data, paths, runfolder, verdict
+from mnist_gate.paths import ROOT, RunFolderError
+from mnist_gate.runfolder import INCOMPLETE
 
 from .helpers import smoke, writable_copy
 
@@ -35,7 +36,7 @@ def _claim(barrier, results, runs, out, stamp):
     time.strftime = lambda *_: stamp  # both runs start "in the same second"
     barrier.wait()
     try:
-        results.put(str(paths.claim(out, "Net")))
+        results.put(str(runfolder.claim(out, "Net")))
     except RunFolderError as err:
         results.put(f"refused: {err}")
 
@@ -139,7 +140,7 @@ def test_an_interrupt_while_saving_leaves_no_truncated_checkpoint(tmp_path, monk
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == [INCOMPLETE]
     with pytest.raises(RunFolderError, match="holds one that never finished"):
-        paths.claim(out, "Net")
+        runfolder.claim(out, "Net")
 
 
 def test_a_finished_run_holds_everything_and_no_marker(tmp_path):
@@ -185,7 +186,7 @@ def test_a_runs_folder_that_is_a_broken_link_is_one_line(tmp_path, monkeypatch):
     runs.symlink_to(tmp_path / "gone")
     monkeypatch.setattr(paths, "RUNS", runs)
     with pytest.raises(RunFolderError, match="it is a file or a broken link"):
-        paths.claim(None, "Net")
+        runfolder.claim(None, "Net")
 
 
 def test_an_out_that_is_a_file_is_one_line_and_left_alone(tmp_path, capsys):

@@ -46,7 +46,7 @@ def scratch_project(root: Path, tests: dict[str, str]) -> Path:
         ROOT / "mnist_gate", root / "mnist_gate", ignore=shutil.ignore_patterns("*.pyc")
     )
     (root / "tests").mkdir()
-    for name in ("__init__.py", "conftest.py", "helpers.py"):
+    for name in ("__init__.py", "conftest.py", "gate_runs.py", "helpers.py"):
         shutil.copy(ROOT / "tests" / name, root / "tests" / name)
     for name, text in tests.items():
         (root / "tests" / name).write_text(text)

@@ -11,11 +11,12 @@ from torch import nn
 
 import model
 import train
-from mnist_gate import budgets, gate, networks, settings
+from mnist_gate import networks, profiles, settings
 from mnist_gate.images import affine_grid
 from mnist_gate.paths import ROOT
 from mnist_gate.settings import ConfigError
 
+from . import gate_runs
 from .helpers import smoke
 
 
@@ -75,9 +76,13 @@ def test_settings_are_checked_when_the_config_is_built():
 
 
 def test_a_profile_on_the_command_line_trains_what_the_gate_trains(tmp_path):
-    profile = budgets.load_profiles()["25k"]
-    cli = settings.parse(train.Config, ["--profile", "25k", "--seed", "3"], "train.py", "")
-    gated = gate.config(profile, 3)
+    gate = profiles.load()
+    profile = gate.profile("25k")
+    cli = settings.parse(
+        train.Config, ["--profile", "25k", "--seed", "3"], prog="train.py", description="",
+        build=lambda **given: gate.settings(train.Config, **given),
+    )  # fmt: skip
+    gated = gate_runs.config(profile, 3)
     assert settings.recipe(cli) == settings.recipe(gated)
     assert cli.profile == gated.profile == "25k" and cli.seed == gated.seed == 3
     assert {k: getattr(cli, k) for k in profile.train} == profile.train
@@ -85,8 +90,10 @@ def test_a_profile_on_the_command_line_trains_what_the_gate_trains(tmp_path):
 
 
 def test_a_run_with_a_profiles_settings_is_that_profiles():
-    assert train.Config().profile == "8k"  # train.py's defaults are what 8k trains
-    assert train.Config(epochs=3).profile is None
+    gate = profiles.load()
+    assert train.Config().profile is None  # settings read no file
+    assert gate.settings(train.Config).profile == "8k"  # train.py's defaults are what 8k trains
+    assert gate.settings(train.Config, epochs=3).profile is None
 
 
 @pytest.mark.parametrize(
@@ -105,11 +112,10 @@ def test_a_profile_cannot_be_trained_otherwise(argv, message, capsys, tmp_path):
     assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
 
 
-def test_a_profile_that_sets_what_train_py_lacks_is_refused(monkeypatch):
-    typo = budgets.Profile("8k", "Net", 8000, 15, 0.994, train={"epoch": 12})
-    monkeypatch.setattr(budgets, "load_profiles", lambda: {"8k": typo})
+def test_a_profile_that_sets_what_train_py_lacks_is_refused():
+    typo = profiles.Profile("8k", "Net", 8000, 15, 0.994, train={"epoch": 12})
     with pytest.raises(ConfigError, match="profile 8k sets 'epoch', which is not a training"):
-        settings.for_profile(train.Config, "8k", seed=0)
+        typo.settings(train.Config, seed=0)
 
 
 def test_the_real_command_line_exits_2_without_a_traceback():

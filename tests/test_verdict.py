@@ -8,11 +8,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mnist_gate import budgets, gate, paths, stats, verdict
+from mnist_gate import judging, markdown, paths, profiles, runfolder, stats, verdict
 
+from . import gate_runs
 from .helpers import predictions, record, save
 
-PROFILE = budgets.load_profiles()["8k"]
+PROFILE = profiles.load().profiles["8k"]
 
 
 # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Statistics in
@@ -69,7 +70,7 @@ def test_the_mcnemar_p_value_holds_for_thousands_of_images():
 
 def summary(folder, main=None, note=None, seeds=(0,)):
     """The CI verdict over profile 8k's runs of `seeds` in folder."""
-    return verdict.summary(folder, main, note, list(seeds), ["8k"])
+    return verdict.summary(folder, main_dir=main, note=note, seeds=list(seeds), names=["8k"])
 
 
 def test_one_seed_gets_the_gate_table_with_its_interval(tmp_path):
@@ -131,7 +132,7 @@ def test_a_significant_change_says_so(tmp_path):
     save(tmp_path / "main" / "gate-8k-seed0", record(0.9960), predictions(list(range(40))))
     _, text = summary(tmp_path / "new", tmp_path / "main")
     assert "| 30 | 0 |" in text and "significantly better" in text
-    assert "significantly worse" in verdict.plain(0, 30, stats.mcnemar(0, 30))
+    assert "significantly worse" in judging.plain(0, 30, stats.mcnemar(0, 30))
 
 
 def test_a_missing_or_old_main_result_is_one_sentence(tmp_path):
@@ -157,7 +158,7 @@ def test_the_history_says_what_each_epoch_trained_on():
     history = tuple(
         replace(h, size=size) for h, size in zip(run.history, (20, 28, 28), strict=True)
     )
-    text = verdict.run_summary(replace(run, history=history))
+    text = markdown.run_summary(replace(run, history=history), PROFILE)
     for epoch, images in ((1, "20x20 augmented"), (2, "28x28 augmented"), (3, "28x28 clean")):
         assert f"| {epoch} | {images} |" in text
 
@@ -171,18 +172,18 @@ def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):
 
 def test_the_verdict_names_every_broken_budget_and_passes_none():
     runs = [record(seed=0, parameters=8_000), record(seed=1, epochs=16), record(seed=2)]
-    judged = verdict.judge(PROFILE, runs)
+    judged = judging.judge(PROFILE, runs)
     assert not judged.passed and judged.accuracy_failure is None
     assert judged.run_failures == (
         "seed 0: 8,000 trainable parameters; profile 8k allows fewer than 8,000, so 1 too many",
         "seed 1: trained 16 epochs; profile 8k allows at most 15, 1 too many",
     )
-    assert verdict.judge(PROFILE, [record(seed=0), record(seed=2)]).passed
+    assert judging.judge(PROFILE, [record(seed=0), record(seed=2)]).passed
 
 
 def test_the_verdict_on_one_seed_is_that_seeds_accuracy():
-    assert verdict.judge(PROFILE, [record(0.9940)]).passed  # at the threshold
-    judged = verdict.judge(PROFILE, [record(0.9939)])
+    assert judging.judge(PROFILE, [record(0.9940)]).passed  # at the threshold
+    judged = judging.judge(PROFILE, [record(0.9939)])
     assert judged.failures == [
         "final-epoch test accuracy 99.39% is below the 99.40% threshold of profile 8k by "
         "0.01 points"
@@ -191,9 +192,9 @@ def test_the_verdict_on_one_seed_is_that_seeds_accuracy():
 
 def test_the_verdict_on_several_seeds_is_their_mean():
     runs = [record(acc, seed=s) for s, acc in enumerate((0.9950, 0.9938, 0.9945))]
-    assert verdict.judge(PROFILE, runs).passed  # one run under 99.40%, the mean not
+    assert judging.judge(PROFILE, runs).passed  # one run under 99.40%, the mean not
     runs = [record(acc, seed=s) for s, acc in enumerate((0.9941, 0.9935, 0.9938))]
-    (why,) = verdict.judge(PROFILE, runs).failures
+    (why,) = judging.judge(PROFILE, runs).failures
     assert why.startswith("mean of 3 seeds: final-epoch test accuracy 99.38% is below")
 
 
@@ -201,7 +202,7 @@ def seed_test(monkeypatch, run):
     """The slow tier's test of one seed, on a record made here instead of trained."""
     from . import test_gate_slow
 
-    monkeypatch.setattr(gate, "train_seed", lambda profile, seed, threads: run)
+    monkeypatch.setattr(gate_runs, "train_seed", lambda profile, seed, threads: run)
     request = SimpleNamespace(node=SimpleNamespace(user_properties=[]))
     test_gate_slow.test_a_seed_trains_within_its_budget(PROFILE, 0, 0, request)
     return request.node.user_properties
@@ -218,9 +219,9 @@ def test_the_verdict_over_the_seeds_decides_the_slow_tier(monkeypatch, tmp_path)
 
     monkeypatch.setattr(paths, "RUNS", tmp_path)
     for seed, acc in enumerate((0.9941, 0.9935)):
-        save(gate.folder(PROFILE, seed), record(acc, seed=seed))
+        save(runfolder.gate_folder(PROFILE.name, seed, paths.RUNS), record(acc, seed=seed))
     options = {"--profile": "8k", "--seeds": "0,1"}
-    config = SimpleNamespace(getoption=options.get)
+    config = SimpleNamespace(getoption=options.get, stash={})
     assert conftest.session_verdicts(config, {"8k": [0]}) == []  # seed 1 did not pass: no verdict
     (judged,) = conftest.session_verdicts(config, {"8k": [1, 0]})
     assert judged.failures == [
@@ -293,13 +294,13 @@ def test_a_pull_request_is_judged_by_the_base_branchs_budgets(tmp_path, capsys):
 
 def test_a_mean_just_under_the_bar_never_reads_as_the_bar(tmp_path):
     runs = [record(acc, seed=s) for s, acc in enumerate((0.9939, 0.9940, 0.9940))]  # 99.3967%
-    text = verdict.judge(PROFILE, runs).markdown
+    text = markdown.verdict(judging.judge(PROFILE, runs))
     assert "| mean final-epoch test accuracy | 99.397% | >= 99.40% | **FAIL** |" in text
 
 
 def test_identical_seeds_say_their_spread_cannot_be_estimated():
     runs = [record(0.9950, seed=s) for s in (0, 1, 2)]
-    text = verdict.judge(PROFILE, runs).markdown
+    text = markdown.verdict(judging.judge(PROFILE, runs))
     assert "0.000 points (identical runs: no spread to estimate)" in text
     assert "| 95% lower bound on the mean (one-sided, t) | n/a |" in text
     assert "| P(one more run < threshold), normal fit | n/a |" in text
@@ -364,12 +365,12 @@ def simulate(n_new: int, n_old: int, drop: float, trials: int = 4_000, sd: float
     for _ in range(trials):
         new = list(rng.normal(99.5 - drop, sd, n_new))
         old = list(rng.normal(99.5, sd, n_old))
-        fails += verdict.dropped(stats.welch(new, old))
+        fails += judging.dropped(stats.welch(new, old))
     return fails / trials
 
 
 def test_the_configured_seeds_raise_few_false_alarms_and_catch_a_005_point_drop():
-    n_new, n_old = len(budgets.seeds("ci")), len(budgets.seeds("reference"))
+    n_new, n_old = len(profiles.load().seeds("ci")), len(profiles.load().seeds("reference"))
     false_alarms, power = simulate(n_new, n_old, 0.0), simulate(n_new, n_old, 0.05)
     error = 1.96 * (0.05 * 0.95 / 4_000) ** 0.5  # the simulation's own 95% margin
     assert false_alarms <= 0.05 + error, false_alarms

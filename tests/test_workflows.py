@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from ruamel.yaml import YAML
 
-from mnist_gate import budgets
+from mnist_gate import profiles
 from mnist_gate.paths import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -185,7 +185,7 @@ def test_the_seeds_become_the_gate_jobs_read_from_pyproject():
     assert gate["env"]["GATE_DEFER_VERDICT"] == "1"
     for event, where in (("pull_request", "ci"), ("merge_group", "ci"), ("push", "reference"),
                          ("schedule", "reference")):  # fmt: skip
-        wanted = budgets.seeds(where)
+        wanted = profiles.load().seeds(where)
         # The GPU gate: one job trains every seed; the CPU gate: two seeds a hosted job.
         assert gate_jobs("gpu", event) == [",".join(map(str, wanted))]
         cpu = gate_jobs("cpu", event)

@@ -1,10 +1,14 @@
-"""The budgets and seeds, in the one table that holds them ([tool.gate] in pyproject.toml), and the
-rules on numbers a run reports: parameters, epochs, accuracy. No torch here: the CI jobs that list
-the seeds and gather the runs read these on a machine without it.
+"""A gate profile, in the one module that owns it: its budget, the recipe it trains, the seeds it
+trains, read from [tool.gate] in pyproject.toml by load() alone; and the rules on the numbers a run
+reports (parameters, epochs, accuracy). No torch here: the CI jobs that list the seeds and gather
+the runs read these on a machine without it.
 
-    python -m mnist_gate.budgets jobs ci 2    # the gate workflow's jobs: two seeds each (0: all)
+    gate = profiles.load()                    # every profile and seed list, checked
+    gate.profile("8k").settings(train.Config, seed=3)   # exactly what the gate trains
+    python -m mnist_gate.profiles jobs ci 2   # the gate workflow's jobs: two seeds each (0: all)
 """
 
+import dataclasses
 import json
 import re
 import sys
@@ -13,15 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .paths import PYPROJECT
+from .settings import ConfigError, flag, recipe, recipe_names
 
 
 class GateError(AssertionError):
     """A broken rule; the message names the rule, the layer and by how much."""
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work, on the command line or in [tool.gate]; the message is one line
-    naming it."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,80 @@ class Profile:
     min_accuracy: float  # final-epoch test accuracy, a fraction
     min_receptive_field: int | None = None  # pixels, at the map the global pool averages
     train: dict = field(default_factory=dict, hash=False)  # train.py settings the gate trains with
+
+    def recipe(self, cls) -> dict:
+        """What the profile trains: its model and train settings over cls's recipe defaults."""
+        names = recipe_names(cls)
+        for key in self.train:
+            if key not in names:
+                raise ConfigError(
+                    f"profile {self.name} sets {key!r}, which is not a training recipe setting "
+                    "of train.py"
+                )
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
+        wanted = {**defaults, "model": self.model, **self.train}
+        if "epochs" in wanted and wanted["epochs"] > self.max_epochs:
+            raise ConfigError(
+                f"profile {self.name} trains {wanted['epochs']} epochs, over its max_epochs of "
+                f"{self.max_epochs}"
+            )
+        return wanted
+
+    def settings(self, cls, **given):
+        """Settings of class cls that train what the profile trains, with the runtime settings
+        given (seed, out, ...); a recipe setting given that the profile trains otherwise is
+        refused."""
+        wanted = self.recipe(cls)
+        for key, value in given.items():
+            if key in wanted and wanted[key] != value:
+                raise ConfigError(
+                    f"{flag(key)} {value}: profile {self.name} trains with {wanted[key]}; train "
+                    "without --profile to change its settings"
+                )
+        return cls(**{**wanted, **given, "profile": self.name})
+
+
+@dataclass(frozen=True)
+class Gate:
+    """[tool.gate] of one pyproject.toml: every profile, checked, and the seed lists."""
+
+    path: Path
+    profiles: dict[str, Profile]
+    seed_lists: dict = field(hash=False)  # as written; seeds() checks the one asked for
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise ConfigError(
+                f"--profile {name!r} is not in {self.path.name}; it defines "
+                f"{', '.join(self.profiles)}"
+            )
+        return self.profiles[name]
+
+    def seeds(self, where: str = "local") -> list[int]:
+        """The seeds each profile trains: local for pytest -m slow, ci for a pull request's
+        gate, reference for main's; whole numbers from 0, each once."""
+        found = self.seed_lists.get(where)
+        key = f"[tool.gate.seeds] {where}"
+        if not isinstance(found, list):
+            raise ConfigError(f"{self.path} has no {key} = [0, 1, ...] list of seeds")
+        return check_seeds(found, f"{key} in {self.path.name}")
+
+    def settings(self, cls, **given):
+        """What train.py's command line trains: with `profile`, exactly that profile's settings;
+        without, the settings given, labelled with the profile whose recipe they match (a run
+        that trains what a profile trains is that profile's, however asked)."""
+        name = given.pop("profile", None)
+        if name is not None:
+            return self.profile(name).settings(cls, **given)
+        settings = cls(**given)
+        ours = recipe(settings)
+        for profile in self.profiles.values():
+            try:
+                if profile.recipe(cls) == ours:
+                    return dataclasses.replace(settings, profile=profile.name)
+            except ConfigError:  # a profile with a bad setting matches nothing
+                continue
+        return settings
 
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")  # a profile's name names folders: runs/gate-<name>-seed<N>
@@ -73,10 +147,11 @@ def checked(where: str, key: str, value, kind: type):
     return float(value) if kind is float else value
 
 
-def load_profiles(path: Path = PYPROJECT) -> dict[str, Profile]:
-    """The budgets, from the one table that holds them: [tool.gate.profiles] in pyproject.toml,
-    each checked: a plain name, the keys a budget has, each of its type and range."""
-    table = gate_table(path).get("profiles")
+def load(path: Path = PYPROJECT) -> Gate:
+    """[tool.gate] of pyproject.toml (or the file at path), read once: each profile checked (a
+    plain name, the keys a budget has, each of its type and range), the seed lists kept."""
+    gate = gate_table(path)
+    table = gate.get("profiles")
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{path} has no [tool.gate.profiles.NAME] budget")
     profiles = {}
@@ -94,18 +169,8 @@ def load_profiles(path: Path = PYPROJECT) -> dict[str, Profile]:
         kinds = {**REQUIRED, **OPTIONAL}
         values = {key: checked(where, key, value, kinds[key]) for key, value in budget.items()}
         profiles[name] = Profile(name=name, **values)
-    return profiles
-
-
-def seeds(where: str = "local", path: Path = PYPROJECT) -> list[int]:
-    """The seeds each profile trains: [tool.gate.seeds] local for pytest -m slow, ci for a pull
-    request's gate, reference for main's; whole numbers from 0, each once."""
-    found = gate_table(path).get("seeds", {})
-    found = found.get(where) if isinstance(found, dict) else None
-    key = f"[tool.gate.seeds] {where}"
-    if not isinstance(found, list):
-        raise ConfigError(f"{path} has no {key} = [0, 1, ...] list of seeds")
-    return check_seeds(found, f"{key} in pyproject.toml")
+    seed_lists = gate.get("seeds", {})
+    return Gate(Path(path), profiles, seed_lists if isinstance(seed_lists, dict) else {})
 
 
 def check_seeds(seeds: list, source: str) -> list[int]:
@@ -159,11 +224,11 @@ def check_epochs(epochs: int, profile: Profile) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3 or argv[0] != "jobs" or argv[1] not in WHERE or not argv[2].isdigit():
-        sys.exit(f"usage: python -m mnist_gate.budgets jobs {{{','.join(WHERE)}}} PER_JOB")
+        sys.exit(f"usage: python -m mnist_gate.profiles jobs {{{','.join(WHERE)}}} PER_JOB")
     try:
-        print(json.dumps(jobs(seeds(argv[1]), int(argv[2]))))
+        print(json.dumps(jobs(load().seeds(argv[1]), int(argv[2]))))
     except ConfigError as err:
-        sys.exit(f"python -m mnist_gate.budgets: error: {err}")
+        sys.exit(f"python -m mnist_gate.profiles: error: {err}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""The verdict's judgements, and nothing else: a profile's runs held to its budget (judge()), and
+this change's seeds against main's reference seeds (regressions()). Rendering them is
+mnist_gate.markdown's; gathering the runs and answering the CI job, mnist_gate.verdict's. No torch.
+
+With one seed the verdict is that run's; with several it is on their mean (their spread, a
+one-sided 95% lower bound on the mean and the chance that one more run ends under the threshold
+come with it, from mnist_gate.stats). The regression check asks whether the recipe got worse:
+Welch's one-sided t-test on the per-seed accuracies of the two sides. Against one of main's runs,
+both classify the same 10,000 images, so that comparison is paired: the images the change fixes
+and breaks, and McNemar's exact test on them.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import stats
+from .profiles import GateError, Profile, check_accuracy, check_epochs, check_parameter_count
+from .record import Record
+
+
+@dataclass(frozen=True)
+class Verdict:
+    profile: Profile
+    records: tuple[Record, ...]
+    run_failures: tuple[str, ...]  # a line per run and broken budget: parameters, epochs
+    accuracy_failure: str | None  # the final-epoch accuracy (the mean, with several seeds)
+    spread: stats.Spread  # of the final-epoch accuracies
+
+    @property
+    def failures(self) -> list[str]:
+        return [*self.run_failures, *filter(None, [self.accuracy_failure])]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def failure(check, value, profile: Profile) -> str | None:
+    """The line a budget check raises, or None when it holds."""
+    try:
+        check(value, profile)
+    except GateError as err:
+        return str(err)
+    return None
+
+
+def judge(profile: Profile, records: list[Record]) -> Verdict:
+    """A profile's runs against its budget: every run's parameters and epochs, and the final-epoch
+    test accuracy (their mean, with several seeds)."""
+    records = sorted(records, key=lambda r: r.seed)
+    if not records:
+        raise ValueError(f"profile {profile.name}: no runs to judge")
+    found = []
+    for r in records:
+        other = r.model != profile.model and f"trained {r.model}, not {profile.model}"
+        recipe = next(
+            (f"trained with {key} = {r.config.get(key)!r}; profile {profile.name} trains with "
+             f"{value!r}" for key, value in profile.train.items() if r.config.get(key) != value),
+            None,
+        )  # fmt: skip
+        found += [
+            f"seed {r.seed}: {why}"
+            for why in (
+                other,
+                recipe,
+                failure(check_parameter_count, r.parameters, profile),
+                failure(check_epochs, r.epochs, profile),
+            )
+            if why
+        ]
+    by_commit = {}
+    for r in records:
+        by_commit.setdefault(r.git_commit or "unknown", []).append(str(r.seed))
+    if len(by_commit) > 1:  # one verdict judges one version of the code
+        groups = [f"commit {c[:12]}: seed {', '.join(s)}" for c, s in sorted(by_commit.items())]
+        found.append(f"the seeds trained different code: {'; '.join(groups)}")
+    accuracies = [r.final_test_acc for r in records]
+    spread = stats.spread(accuracies, profile.min_accuracy)
+    why = failure(check_accuracy, spread.mean, profile)
+    if why and len(records) > 1:
+        why = f"mean of {len(records)} seeds: {why}"
+    return Verdict(profile, tuple(records), tuple(found), why, spread)
+
+
+def unpaired(new: np.ndarray, old: np.ndarray) -> str | None:
+    """Why two runs' predictions cannot be compared image by image, or None."""
+    if old.shape != new.shape:
+        return f"main's predictions cover {old.shape[1]:,} images, this change's {new.shape[1]:,}"
+    if not np.array_equal(old[0], new[0]):
+        return "main's predictions are of other test labels, or in another order"
+    return None
+
+
+def paired(new: np.ndarray, old: np.ndarray) -> tuple[int, int, float]:
+    """Images the change fixes and breaks, and McNemar's exact p-value on them."""
+    right_new, right_old = new[1] == new[0], old[1] == old[0]
+    fixed = int((right_new & ~right_old).sum())
+    broken = int((right_old & ~right_new).sum())
+    return fixed, broken, stats.mcnemar(fixed, broken)
+
+
+def plain(fixed: int, broken: int, p: float) -> str:
+    if p >= 0.05:
+        return "no evidence of a change"
+    return "significantly better" if fixed > broken else "significantly worse"
+
+
+ALPHA = 0.05  # the regression check's false-alarm rate when nothing changed
+
+
+def dropped(w: stats.Welch) -> bool:
+    """The regression check's rule: a drop significant at ALPHA, one-sided."""
+    return w.change < 0 and w.p_drop < ALPHA
+
+
+@dataclass(frozen=True)
+class Regression:
+    """One profile's seeds against main's: accuracies in percent, and Welch's test on them."""
+
+    name: str
+    new: list[float]
+    old: list[float]
+    welch: stats.Welch
+
+    @property
+    def dropped(self) -> bool:
+        return dropped(self.welch)
+
+
+def regressions(runs: list[Record], reference: list[Record]) -> tuple[list[Regression], list[str]]:
+    """Each profile of runs against main's reference runs of it; and the profiles not judged, a
+    side with fewer than two seeds, each as "NAME (N seeds here, M on main)"."""
+    judged, short = [], []
+    for name in dict.fromkeys(r.name for r in runs):
+        new = [100 * r.final_test_acc for r in runs if r.name == name]
+        old = [100 * r.final_test_acc for r in reference if r.name == name]
+        if len(new) < 2 or len(old) < 2:
+            short.append(f"{name} ({len(new)} seeds here, {len(old)} on main)")
+            continue
+        judged.append(Regression(name, new, old, stats.welch(new, old)))
+    return judged, short

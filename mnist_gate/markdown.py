@@ -1,0 +1,168 @@
+"""The verdict as people read it, in Markdown: one run's gate table and history, several seeds with
+their spread, the paired comparison and the regression check against main. Rendering only: what
+passes is decided in mnist_gate.judging. No torch.
+"""
+
+import statistics
+
+from . import stats
+from .judging import ALPHA, Regression, Verdict, failure
+from .profiles import Profile, check_accuracy, check_epochs, check_parameter_count
+from .record import Epoch, Record
+
+
+class ReportError(Exception):
+    """Runs that cannot be reported as asked; the message is one line that says which and why."""
+
+
+def result(failed: bool) -> str:
+    return "**FAIL**" if failed else "pass"
+
+
+def gate_rows(run: Record, profile: Profile) -> list[tuple[str, str, str, str, str]]:
+    """(check, value, budget, margin, verdict), each verdict from the gate's own check."""
+    acc, params, epochs = run.final_test_acc, run.parameters, run.epochs
+    return [
+        ("model", run.model, profile.model, "", result(run.model != profile.model)),
+        ("parameters", f"{params:,}", f"< {profile.max_params:,}",
+         f"{profile.max_params - params:,} spare",
+         result(failure(check_parameter_count, params, profile))),
+        ("epochs", str(epochs), f"<= {profile.max_epochs}",
+         f"{profile.max_epochs - epochs} spare",
+         result(failure(check_epochs, epochs, profile))),
+        ("final-epoch test accuracy", f"{acc:.2%} ({interval(run)})",
+         f">= {profile.min_accuracy:.2%}",
+         f"{(acc - profile.min_accuracy) * 100:+.2f} points",
+         result(failure(check_accuracy, acc, profile))),
+    ]  # fmt: skip
+
+
+def interval(run: Record) -> str:
+    """The 95% interval of a run's accuracy for its number of test images (Wilson's)."""
+    lo, hi = stats.wilson(run.test_correct, run.test_images)
+    return f"95% interval {lo:.2%} to {hi:.2%}"
+
+
+def table(header: tuple[str, ...], rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def images(row: Epoch) -> str:
+    """What one epoch trained on, e.g. "20x20 augmented"."""
+    return f"{row.size}x{row.size} {'augmented' if row.augmented else 'clean'}"
+
+
+def run_summary(run: Record, profile: Profile | None) -> str:
+    """One run as Markdown: the gate table against `profile` (None: a run of no profile), the
+    per-epoch history, where it ran."""
+    title = f"{run.model} (profile {profile.name})" if profile else run.model
+    parts = [f"### {title}, seed {run.seed}"]
+    if profile:
+        parts.append(
+            table(("check", "value", "budget", "margin", "result"), gate_rows(run, profile))
+        )
+    else:
+        parts.append(f"Not trained as a gate profile (train.py --profile NAME): {run.model}.")
+    parts += run.notes
+    parts.append(
+        f"{run.wall_seconds:.0f} s wall on {run.device} ({run.device_type}, "
+        f"{run.threads} threads), torch {run.torch}, Python {run.python}, "
+        f"commit {(run.git_commit or 'unknown')[:12]}."
+    )
+    history = [
+        (h.epoch, images(h), f"{h.train_loss:.4f}", f"{h.train_acc:.2%}", f"{h.test_loss:.4f}",
+         f"{h.test_acc:.2%}", f"{h.lr:.4f}", f"{h.seconds:.1f}")
+        for h in run.history
+    ]  # fmt: skip
+    header = ("epoch", "images", "train loss", "train acc", "test loss", "test acc", "lr", "s")
+    parts.append("<details><summary>per-epoch history</summary>\n\n" + table(header, history))
+    parts.append("</details>")
+    return "\n\n".join(parts) + "\n"
+
+
+def verdict(judged: Verdict) -> str:
+    """A verdict as Markdown: one run's summary, or the seeds' (seeds_summary)."""
+    if len(judged.records) == 1:
+        return run_summary(judged.records[0], judged.profile)
+    return seeds_summary(judged)
+
+
+def seeds_summary(judged: Verdict) -> str:
+    """Several seeds of a profile as Markdown: every run, then judge()'s verdict on their mean and
+    on each run's own budget."""
+    profile, runs, spread = judged.profile, judged.records, judged.spread
+    accuracy_failed, budget_failed = judged.accuracy_failure is not None, bool(judged.run_failures)
+    threshold = profile.min_accuracy
+    rows = [
+        (r.seed, f"{r.final_test_acc:.2%}" + (" (under)" if r.final_test_acc < threshold else ""),
+         interval(r), r.epochs, f"{r.parameters:,}", f"{r.wall_seconds:.0f}")
+        for r in runs
+    ]  # fmt: skip
+    parts = [
+        f"### {profile.model} (profile {profile.name}), {len(runs)} seeds: "
+        f"{result(accuracy_failed or budget_failed)}",
+        table(("seed", "final-epoch test accuracy", "", "epochs", "parameters", "wall s"), rows),
+        table(
+            ("", "value", "budget", "result"),
+            [
+                # Three decimals: a mean of 99.3967% must not read as the 99.40% it fails.
+                ("mean final-epoch test accuracy", f"{spread.mean:.3%}", f">= {threshold:.2%}",
+                 result(accuracy_failed)),
+                ("min / max", f"{spread.low:.2%} / {spread.high:.2%}", "", ""),
+                ("standard deviation over seeds", f"{spread.sd * 100:.3f} points"
+                 + (" (identical runs: no spread to estimate)" if spread.sd == 0 else ""), "", ""),
+                ("95% lower bound on the mean (one-sided, t)",
+                 "n/a" if spread.sd == 0 else f"{spread.lower_bound:.2%}", "", ""),
+                ("P(one more run < threshold), normal fit",
+                 "n/a" if spread.sd == 0 else f"{spread.below:.1%}", "", ""),
+                ("model, epochs, parameters (every run)", "",
+                 f"{profile.model}, <= {profile.max_epochs}, < {profile.max_params:,}",
+                 result(budget_failed)),
+            ],
+        ),
+        f"Ran on {runs[0].device} ({runs[0].device_type}), torch {runs[0].torch}.",
+    ]  # fmt: skip
+    return "\n\n".join(parts) + "\n"
+
+
+def comparison(rows: list[tuple], missing: list[str], unreadable: list[str]) -> str:
+    """The paired comparison with main: a row per run (run, main's accuracy, this change's, images
+    fixed, broken, McNemar's p, what it says), and a sentence per run without one."""
+    parts = []
+    if rows:
+        header = ("run", "main", "this change", "fixed", "broken", "McNemar p", "at 5%")
+        parts.append(table(header, rows))
+    if missing:
+        parts.append(
+            f"No paired comparison for {', '.join(missing)}: main's gate result has no test "
+            "predictions for it (no such run on main)."
+        )
+    parts += [f"No paired comparison for {line}." for line in unreadable]
+    return "### Against main\n\n" + "\n\n".join(parts) + "\n"
+
+
+def regression(judged: list[Regression], short: list[str]) -> str:
+    """The regression check: a row per profile judged, a sentence for those that were not."""
+    rows = []
+    for r in judged:
+        low, high = r.welch.interval()
+        rows.append((
+            r.name, f"{statistics.mean(r.new):.3f}% ({len(r.new)})",
+            f"{statistics.mean(r.old):.3f}% ({len(r.old)})",
+            f"{r.welch.change:+.3f} ({low:+.3f} to {high:+.3f})", f"{r.welch.p_drop:.3g}",
+            f"{r.welch.detectable(ALPHA):.3f}",
+            "**FAIL**: the recipe got worse" if r.dropped else "pass",
+        ))  # fmt: skip
+    parts = [
+        "Each side is a mean over independently trained seeds, so this asks whether the recipe "
+        "got worse, not whether two trained networks differ."
+    ]
+    if rows:
+        header = ("profile", "this change (seeds)", "main (seeds)", "change, points (95% interval)",
+                  "p, one-sided", "smallest drop detectable (80% power)", "at 5%")  # fmt: skip
+        parts.append(table(header, rows))
+    if short:
+        parts.append(f"Not judged, a side with fewer than two seeds: {', '.join(short)}.")
+    return "### Regression against main\n\n" + "\n\n".join(parts) + "\n"
