@@ -6,7 +6,7 @@ passes is decided in mnist_gate.judging. No torch.
 import statistics
 
 from . import stats
-from .judging import ALPHA, Regression, Verdict, failure
+from .judging import ALPHA, Regression, Verdict, failure, underpowered
 from .profiles import Profile, check_accuracy, check_epochs, check_parameter_count
 from .record import Epoch, Record
 
@@ -122,9 +122,16 @@ def seeds_summary(judged: Verdict) -> str:
                  result(budget_failed)),
             ],
         ),
-        f"Ran on {runs[0].device} ({runs[0].device_type}), torch {runs[0].torch}.",
+        "\n".join(f"- {line}" for line in judged.run_failures),
+        f"Ran on {places(runs)}.",
     ]  # fmt: skip
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def places(runs) -> str:
+    """Every device and torch the runs ran on, each once: "NVIDIA H200 (cuda), torch 2.11.0"."""
+    seen = dict.fromkeys(f"{r.device} ({r.device_type}), torch {r.torch}" for r in runs)
+    return "; ".join(seen)
 
 
 def comparison(rows: list[tuple], missing: list[str], unreadable: list[str]) -> str:
@@ -163,6 +170,8 @@ def regression(judged: list[Regression], short: list[str]) -> str:
         header = ("profile", "this change (seeds)", "main (seeds)", "change, points (95% interval)",
                   "p, one-sided", "smallest drop detectable (80% power)", "at 5%")  # fmt: skip
         parts.append(table(header, rows))
+    weak = dict.fromkeys(filter(None, (underpowered(len(r.new), len(r.old)) for r in judged)))
+    parts += [f"Too few seeds: {line}." for line in weak]
     if short:
         parts.append(f"Not judged, a side with fewer than two seeds: {', '.join(short)}.")
     return "### Regression against main\n\n" + "\n\n".join(parts) + "\n"

@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import PYPROJECT
+from . import paths
 from .settings import ConfigError, flag, recipe, recipe_names
 
 
@@ -115,7 +115,7 @@ OPTIONAL = {"min_receptive_field": int, "train": dict}
 WHERE = ("local", "ci", "reference")
 
 
-def gate_table(path: Path = PYPROJECT) -> dict:
+def gate_table(path: Path) -> dict:
     """[tool.gate] of a pyproject.toml, or a ConfigError saying in one line why there is none."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -147,9 +147,10 @@ def checked(where: str, key: str, value, kind: type):
     return float(value) if kind is float else value
 
 
-def load(path: Path = PYPROJECT) -> Gate:
+def load(path: Path | None = None) -> Gate:
     """[tool.gate] of pyproject.toml (or the file at path), read once: each profile checked (a
     plain name, the keys a budget has, each of its type and range), the seed lists kept."""
+    path = path or paths.PYPROJECT
     gate = gate_table(path)
     table = gate.get("profiles")
     if not isinstance(table, dict) or not table:

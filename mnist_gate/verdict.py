@@ -196,7 +196,7 @@ def summary(
         base = profiles.load(budgets_path)
         seeds = base.seeds(seeds_from) if seeds is None else seeds
         theirs = Path(budgets_path).resolve() != paths.PYPROJECT.resolve()
-        ours = profiles.load() if theirs else base
+        ours = profiles.load(paths.PYPROJECT) if theirs else base
     except profiles.ConfigError as err:
         raise ReportError(f"cannot read the budgets ({err})") from None
     failed_jobs = jobs_problems(jobs or {})
