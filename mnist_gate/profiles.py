@@ -6,6 +6,7 @@ the runs read these on a machine without it.
     gate = profiles.load()                    # every profile and seed list, checked
     gate.profile("8k").settings(train.Config, seed=3)   # exactly what the gate trains
     python -m mnist_gate.profiles jobs ci 2   # the gate workflow's jobs: two seeds each (0: all)
+    python -m mnist_gate.profiles jobs ci 0 base/pyproject.toml   # the seeds of another tree
 """
 
 import dataclasses
@@ -224,10 +225,14 @@ def check_epochs(epochs: int, profile: Profile) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3 or argv[0] != "jobs" or argv[1] not in WHERE or not argv[2].isdigit():
-        sys.exit(f"usage: python -m mnist_gate.profiles jobs {{{','.join(WHERE)}}} PER_JOB")
+    usage = f"usage: python -m mnist_gate.profiles jobs {{{','.join(WHERE)}}} PER_JOB [PYPROJECT]"
+    if len(argv) not in (3, 4) or argv[0] != "jobs" or argv[1] not in WHERE:
+        sys.exit(usage)
+    if not argv[2].isdigit():
+        sys.exit(usage)
     try:
-        print(json.dumps(jobs(load().seeds(argv[1]), int(argv[2]))))
+        gate = load(Path(argv[3]) if len(argv) == 4 else None)
+        print(json.dumps(jobs(gate.seeds(argv[1]), int(argv[2]))))
     except ConfigError as err:
         sys.exit(f"python -m mnist_gate.profiles: error: {err}")
 

@@ -166,9 +166,13 @@ def gate_jobs(kind: str, event: str) -> list[str]:
     (step,) = [s for s in steps(seeds_job) if "run" in s]
     command = step["run"].split(">>")[0].strip()
     per_job = load("gate.yml")["jobs"][kind]["with"]["seeds-per-job"]
-    where = evaluate(step["env"]["WHERE"], **EVENTS.get(event, {"event_name": event}))
+    context = EVENTS.get(event, {"event_name": event})
+    where = evaluate(step["env"]["WHERE"], **context)
+    # A pull request's seeds come from the base branch's pyproject.toml, checked out to base/.
+    budgets = evaluate(step["env"]["BUDGETS"], **context)
+    assert budgets == ("base/pyproject.toml" if event == "pull_request" else "pyproject.toml")
     env = {"PATH": f"{Path(sys.base_prefix) / 'bin'}:/usr/bin:/bin", "WHERE": where,
-           "PER_JOB": str(per_job)}  # fmt: skip
+           "PER_JOB": str(per_job), "BUDGETS": str(ROOT / "pyproject.toml")}  # fmt: skip
     out = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout.startswith("jobs="), out.stderr
     return json.loads(out.stdout.removeprefix("jobs="))
@@ -176,6 +180,10 @@ def gate_jobs(kind: str, event: str) -> list[str]:
 
 def test_the_seeds_become_the_gate_jobs_read_from_pyproject():
     jobs = load("gate-run.yml")["jobs"]
+    base = next(s for s in steps(jobs["seeds"]) if s.get("with", {}).get("path") == "base")
+    assert base["if"] == "github.event_name == 'pull_request'"
+    assert base["with"]["ref"] == "${{ github.base_ref }}"
+    assert base["with"]["sparse-checkout"] == "pyproject.toml"
     gate = jobs["gate"]
     assert gate["needs"] == "seeds"
     assert gate["strategy"]["matrix"]["seeds"] == "${{ fromJSON(needs.seeds.outputs.jobs) }}"
