@@ -24,7 +24,11 @@ def data(device: str):
     images = torch.randint(0, 256, (IMAGES, 1, 28, 28), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, 10, (IMAGES,), generator=gen)
     epochs = [
-        (torch.randperm(IMAGES, generator=gen), torch.rand(STEPS, 4, BATCH, generator=gen), 20),
+        (
+            torch.randperm(IMAGES, generator=gen),
+            torch.rand(STEPS, train.DRAWS, BATCH, generator=gen),
+            20,
+        ),
         (torch.randperm(IMAGES, generator=gen), None, 28),
     ]
     epochs = [(order.to(device), draws if draws is None else draws.to(device), size)
