@@ -299,7 +299,7 @@ def test_a_pull_request_is_judged_by_the_base_branchs_budgets(tmp_path, capsys):
 def test_a_profile_a_pull_request_adds_is_judged_by_its_own_budget(tmp_path, capsys, monkeypatch):
     ours = tmp_path / "pyproject.toml"
     ours.write_text(paths.PYPROJECT.read_text() + textwrap.dedent("""
-        [tool.gate.profiles.4k]
+        [tool.gate.profiles.added]
         model = "Net"
         max_params = 4000
         max_epochs = 15
@@ -309,13 +309,13 @@ def test_a_profile_a_pull_request_adds_is_judged_by_its_own_budget(tmp_path, cap
     passing_runs(tmp_path / "runs", seeds=(0, 1), gate=profiles.load(ours))
     assert ci_verdict(tmp_path / "runs", "--budgets", str(paths.ROOT / "pyproject.toml")) == 0
     out = capsys.readouterr().out
-    assert "this change adds profile 4k, judged by its own budget (main has no reference" in out
-    assert "(profile 4k), 2 seeds: pass" in out
+    assert "this change adds profile added, judged by its own budget (main has no reference" in out
+    assert "(profile added), 2 seeds: pass" in out
     # Its own budget, not a pass for want of one: over 4,000 parameters fails.
-    (tmp_path / "runs" / "gate-4k-seed0").rename(tmp_path / "gate-4k-seed0")
-    save(tmp_path / "runs" / "gate-4k-seed0", record(seed=0, profile="4k", parameters=4_000))
+    (tmp_path / "runs" / "gate-added-seed0").rename(tmp_path / "gate-added-seed0")
+    save(tmp_path / "runs" / "gate-added-seed0", record(seed=0, profile="added", parameters=4_000))
     assert ci_verdict(tmp_path / "runs", "--budgets", str(paths.ROOT / "pyproject.toml")) == 1
-    assert "seed 0: 4,000 trainable parameters; profile 4k allows fewer than 4,000" in (
+    assert "seed 0: 4,000 trainable parameters; profile added allows fewer than 4,000" in (
         capsys.readouterr().out
     )
 
