@@ -6,7 +6,7 @@ passes is decided in mnist_gate.judging. No torch.
 import statistics
 
 from . import stats
-from .judging import ALPHA, Regression, Verdict, failure, underpowered
+from .judging import FALSE_ALARMS, Regression, Verdict, failure, underpowered
 from .profiles import Profile, check_accuracy, check_epochs, check_parameter_count
 from .record import Epoch, Record
 
@@ -150,8 +150,9 @@ def comparison(rows: list[tuple], missing: list[str], unreadable: list[str]) -> 
     return "### Against main\n\n" + "\n\n".join(parts) + "\n"
 
 
-def regression(judged: list[Regression], short: list[str]) -> str:
-    """The regression check: a row per profile judged, a sentence for those that were not."""
+def regression(judged: list[Regression], notes: list[str], reference: str | None = None) -> str:
+    """The regression check: what main's reference is, a row per profile judged, a sentence for
+    those that were not."""
     rows = []
     for r in judged:
         low, high = r.welch.interval()
@@ -159,19 +160,25 @@ def regression(judged: list[Regression], short: list[str]) -> str:
             r.name, f"{statistics.mean(r.new):.3f}% ({len(r.new)})",
             f"{statistics.mean(r.old):.3f}% ({len(r.old)})",
             f"{r.welch.change:+.3f} ({low:+.3f} to {high:+.3f})", f"{r.welch.p_drop:.3g}",
-            f"{r.welch.detectable(ALPHA):.3f}",
+            f"{r.welch.detectable(r.level):.3f}",
             "**FAIL**: the recipe got worse" if r.dropped else "pass",
         ))  # fmt: skip
     parts = [
         "Each side is a mean over independently trained seeds, so this asks whether the recipe "
-        "got worse, not whether two trained networks differ."
+        "got worse, not whether two trained networks differ. It blocks an honest change at most "
+        f"{FALSE_ALARMS:.0%} of the time, every profile together."
     ]
+    if reference:
+        parts.append(reference)
     if rows:
+        level = judged[0].level
         header = ("profile", "this change (seeds)", "main (seeds)", "change, points (95% interval)",
-                  "p, one-sided", "smallest drop detectable (80% power)", "at 5%")  # fmt: skip
+                  "p, one-sided", f"smallest drop detectable (80% power, at {level:.2%})",
+                  f"at {level:.2%}")  # fmt: skip
         parts.append(table(header, rows))
-    weak = dict.fromkeys(filter(None, (underpowered(len(r.new), len(r.old)) for r in judged)))
+    weak = dict.fromkeys(
+        filter(None, (underpowered(len(r.new), len(r.old), r.profiles) for r in judged))
+    )
     parts += [f"Too few seeds: {line}." for line in weak]
-    if short:
-        parts.append(f"Not judged, a side with fewer than two seeds: {', '.join(short)}.")
+    parts += [f"{line[0].upper()}{line[1:]}." for line in notes]
     return "### Regression against main\n\n" + "\n\n".join(parts) + "\n"

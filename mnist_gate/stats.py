@@ -176,7 +176,6 @@ def welch(new: list[float], old: list[float]) -> Welch:
     return Welch(change, math.sqrt(va + vb), df)
 
 
-
 def welch_power(drop: float, sd: float, sizes: tuple[int, int], alpha: float, trials: int = 2_000):
     """The chance that Welch's one-sided test at level alpha finds a drop of `drop` in the mean,
     with sizes = (new, old) values of spread sd a side: simulated, seeded, so the same each time

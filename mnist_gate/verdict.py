@@ -42,10 +42,9 @@ def load_predictions(folder: Path) -> np.ndarray | None:
 def comparison(runs: list[Record], main_dir: Path | None, note: str | None = None) -> str:
     """This change against main's last gate result, image by image, or one sentence saying why
     there is none (note: the workflow's own sentence, where it knows)."""
-    found, why = main_runs(main_dir)
-    note = note or why
+    found, dropped = main_runs(main_dir)
     if not found:
-        why = note or "Main has no successful gate run yet, or its artifact has expired."
+        why = note or " ".join(dropped) or NO_REFERENCE
         return f"### Against main\n\nNo gate result from main to compare with. {why}\n"
     rows, missing, unreadable = [], [], []
     for run in sorted(runs, key=lambda r: (r.name, r.seed)):
@@ -75,30 +74,49 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
     return markdown.comparison(rows, missing, unreadable)
 
 
-def main_runs(main_dir: Path | None) -> tuple[list[Record], str | None]:
-    """Main's gate runs, or none and the sentence that says why: anything wrong on main's side is
-    never a failure of this change."""
+NO_REFERENCE = "Main has no successful gate run yet, or its artifact has expired."
+
+
+def main_runs(main_dir: Path | None) -> tuple[list[Record], list[str]]:
+    """Main's gate runs, and a sentence for each one dropped (a damaged record, a seed found
+    twice) or for why there are none: anything wrong on main's side is never a failure of this
+    change."""
     if main_dir is None or not main_dir.is_dir():
-        return [], f"The folder {main_dir} does not exist." if main_dir else None
-    try:
-        return load_runs(p.parent for p in sorted(main_dir.glob(f"**/{runfolder.RECORD}"))), None
-    except ReportError as err:
-        return [], f"Main's gate result cannot be read: {err}."
+        return [], [f"The folder {main_dir} does not exist."] if main_dir else []
+    found, dropped, seen = [], [], {}
+    for folder in sorted(p.parent for p in main_dir.glob(f"**/{runfolder.RECORD}")):
+        try:
+            run = runfolder.load_record(folder)
+        except RecordError as err:
+            dropped.append(f"Dropped from main's reference: {err}.")
+            continue
+        first = seen.setdefault((run.name, run.seed), run)
+        if first is not run:
+            dropped.append(
+                f"Dropped from main's reference: {run.name} seed {run.seed} again, in "
+                f"{run.folder} (kept the one in {first.folder})."
+            )
+            continue
+        found.append(run)
+    return found, dropped
 
 
 def regression(
-    runs: list[Record], main_dir: Path | None, note: str | None = None
+    runs: list[Record], main_dir: Path | None, note: str | None = None, about: str | None = None
 ) -> tuple[bool, str]:
     """Did the recipe get worse? This change's seeds against main's reference seeds, per
     profile (judging.regressions); without main's seeds it says why in one sentence, and
-    passes."""
-    found, why = main_runs(main_dir)
+    passes. about: the workflow's sentence on which run of main the reference is."""
+    found, dropped = main_runs(main_dir)
     if not found:
-        why = note or why or "Main has no successful gate run yet, or its artifact has expired."
+        why = note or " ".join(dropped) or NO_REFERENCE
         title = "### Regression against main\n\n"
         return True, f"{title}No reference from main to compare with. {why}\n"
-    judged, short = judging.regressions(runs, found)
-    return not any(r.dropped for r in judged), markdown.regression(judged, short)
+    judged, notes = judging.regressions(runs, found)
+    reference = " ".join(
+        filter(None, [about, f"Main's reference ran on {markdown.places(found)}.", *dropped])
+    )
+    return not any(r.dropped for r in judged), markdown.regression(judged, notes, reference)
 
 
 def gather(folder: Path) -> list[Record]:
@@ -255,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", type=Path, help="folder holding gate-*/ runs, at any depth")
     parser.add_argument("--main", type=Path, help="folder holding main's gate runs")
     parser.add_argument("--main-note", help="why main's runs are missing, where the caller knows")
+    parser.add_argument("--main-about", help="which of main's runs the reference is, in a sentence")
     parser.add_argument(
         "--seeds",
         type=lambda text: [int(s) for s in text.split(",")],
@@ -283,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.check == "regression":
-            passed, text = regression(gather(args.runs), args.main, args.main_note)
+            passed, text = regression(gather(args.runs), args.main, args.main_note, args.main_about)
         else:
             passed, text = summary(
                 args.runs, main_dir=args.main, note=args.main_note, seeds=args.seeds,

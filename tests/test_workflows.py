@@ -237,7 +237,7 @@ def test_one_hosted_job_gathers_every_seed_and_gives_the_verdict():
     assert any(run.startswith("pip install") and "numpy==" in run for run in commands)
     final = next(run for run in commands if "$GITHUB_STEP_SUMMARY" in run)
     assert f'{VERDICT} runs/this --jobs "$JOBS"' in final
-    assert "--budgets base/pyproject.toml --main runs/main" in final
+    assert "--seeds-from ci --main runs/main" in final and "--budgets base/pyproject.toml" in final
     env = next(s for s in steps(verdict) if "$GITHUB_STEP_SUMMARY" in s.get("run", ""))["env"]
     assert env["JOBS"] == "${{ toJSON(needs) }}"
     base = next(s for s in steps(verdict) if s.get("with", {}).get("path") == "base")
@@ -544,41 +544,116 @@ def test_the_runner_hook_runs_nothing_from_the_jobs_path(tmp_path):
 MAIN_RUN = ROOT / "scripts" / "main_gate_run.py"
 
 
-@pytest.mark.parametrize(
-    "body, output",
-    [
-        (b'{"workflow_runs": [{"id": 42}]}', "run-id=42"),
-        (b'{"workflow_runs": []}', "note=Main has no successful gate run to compare with yet."),
-        (b'{"workflow_runs": [{"id": 4', "note=Could not ask GitHub"),
-        (b"[1, 2]", "note=GitHub's answer about main's gate runs had no list of runs."),
-        (b'{"workflow_runs": [{"id": "x"}]}', "note=GitHub's answer about main's last gate run"),
-        (b'{"workflow_runs": ["x"]}', "note=GitHub's answer about main's last gate run"),
-    ],
-    ids=["a run", "none yet", "truncated", "not an object", "odd id", "odd run"],
-)  # fmt: skip
-def test_mains_last_gate_run_is_a_run_id_or_a_sentence_never_a_failure(body, output):
+def main_reference(kind: str, answers: dict[str, bytes]) -> str:
+    """scripts/main_gate_run.py's output for a kind, against a fake GitHub API that answers
+    each path in `answers` (anything else: 404)."""
     import http.server
     import threading
 
     class Answer(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(200)
+            path = self.path.split("?")[0].removeprefix("/repos/o/r/")
+            body = answers.get(path)
+            self.send_response(200 if body is not None else 404)
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body or b"{}")
 
         def log_message(self, *args):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    env = {"GITHUB_REPOSITORY": "o/r", "GITHUB_TOKEN": "t", "PATH": "/usr/bin:/bin",
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"GITHUB_REPOSITORY": "o/r", "GITHUB_TOKEN": "t", "PATH": "/usr/bin:/bin", "KIND": kind,
            "GITHUB_API_URL": f"http://127.0.0.1:{server.server_address[1]}"}  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, str(MAIN_RUN)], env=env, capture_output=True, text=True, timeout=60
+    try:
+        result = subprocess.run(
+            [sys.executable, str(MAIN_RUN)], env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    return result.stdout
+
+
+RUNS = "actions/workflows/gate.yml/runs"
+
+
+def main_runs(*runs) -> dict[str, bytes]:
+    """Answers for main's successful gate runs, newest first: (id, event, kinds it holds,
+    expired) each, and a compare that shows no training change since."""
+    listing = [{"id": i, "event": e, "head_sha": f"{i:040x}", "created_at": "2026-12-01T04:17:00Z"}
+               for i, e, _, _ in runs]  # fmt: skip
+    answers = {RUNS: json.dumps({"workflow_runs": listing}).encode()}
+    for i, _, kinds, expired in runs:
+        artifacts = [{"name": f"gate-{k}-{i}-seeds0,1", "expired": expired} for k in kinds]
+        answers[f"actions/runs/{i}/artifacts"] = json.dumps({"artifacts": artifacts}).encode()
+        answers[f"compare/{i:040x}...main"] = b'{"files": [{"filename": "README.md"}]}'
+    return answers
+
+
+# Main's runs as gate.yml makes them: a push trains on the GPU only, the weekly run on both.
+MAIN = main_runs((9, "push", ["gpu"], False), (8, "pull_request", ["gpu", "cpu"], False),
+                 (7, "schedule", ["gpu", "cpu"], False))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "event, fork, kind, run",
+    [("pull_request", False, "gpu", 9), ("pull_request", True, "cpu", 7),
+     ("merge_group", False, "gpu", 9)],
+    ids=["same-repository pull request", "fork pull request", "merge queue"],
+)  # fmt: skip
+def test_each_kind_of_change_finds_mains_reference_of_its_own_kind(event, fork, kind, run):
+    (caller,) = jobs_that_run(event, fork) - {"gate"}
+    assert load("gate.yml")["jobs"][caller]["with"]["kind"] == kind
+    jobs = load("gate-run.yml")["jobs"]
+    for name in ("verdict", "regression"):
+        condition = jobs[name]["if"].removeprefix("${{ ").removesuffix(" }}")
+        condition = condition.replace("!cancelled()", "True")
+        assert evaluate("${{ " + condition + " }}", **EVENTS.get(event, {"event_name": event}))
+        find = next(s for s in steps(jobs[name]) if "main_gate_run.py" in s.get("run", ""))
+        assert find["env"]["KIND"] == "${{ inputs.kind }}"
+        if "if" in find:
+            assert evaluate("${{ " + find["if"] + " }}", event_name=event) is True
+        download = next(
+            s for s in steps(jobs[name]) if s.get("with", {}).get("path") == "runs/main"
+        )
+        assert download["with"]["pattern"] == (
+            "gate-${{ inputs.kind }}-${{ steps.main.outputs.run-id }}-seeds*"
+        )
+    out = main_reference(kind, MAIN)
+    assert out.startswith(f"run-id={run}\nabout=Main's reference: gate run {run} (")
+    assert "2026-12-01) of commit 0000000000" in out and "stale" not in out
+
+
+def test_a_stale_or_expired_reference_is_said():
+    answers = {**MAIN, "compare/0000000000000000000000000000000000000009...main":
+               b'{"files": [{"filename": "train.py"}, {"filename": "README.md"}]}'}  # fmt: skip
+    assert "Main has changed training since (train.py), so the reference is stale" in (
+        main_reference("gpu", answers)
     )
-    server.server_close()
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(output) and result.stdout.count("\n") == 1, result.stdout
+    expired = main_runs((9, "push", ["gpu"], True), (7, "schedule", ["gpu", "cpu"], True))
+    out = main_reference("cpu", expired)
+    assert out == (
+        "note=None of main's last 2 successful gate runs has a gate-cpu result to compare with: "
+        "their artifacts expired. The weekly run, or a manual one, makes a new one.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "body, output",
+    [
+        (b'{"workflow_runs": []}', "note=Main has no successful gate run to compare with yet."),
+        (b'{"workflow_runs": [{"id": 4', "note=Could not ask GitHub"),
+        (b"[1, 2]", "note=GitHub's answer about main's gate runs had no list of workflow_runs."),
+        (b'{"workflow_runs": [{"id": "x", "event": "push"}]}', "note=Main has no successful"),
+        (b'{"workflow_runs": [{"id": 5, "event": "pull_request"}]}', "note=Main has no success"),
+    ],
+    ids=["none yet", "truncated", "not an object", "odd id", "not main's own event"],
+)  # fmt: skip
+def test_mains_reference_is_a_run_or_a_sentence_never_a_failure(body, output):
+    out = main_reference("gpu", {RUNS: body})
+    assert out.startswith(output) and out.count("\n") == 1, out
 
 
 GATE_ENV = ROOT / "scripts" / "gate-env.sh"
@@ -669,6 +744,7 @@ def test_a_pull_request_gets_a_regression_check_of_its_own():
     assert "pull_request" in job["if"] and job["name"] == "regression"
     (final,) = [run for run in runs(job) if "$GITHUB_STEP_SUMMARY" in run]
     assert f"{VERDICT} runs/this --check regression --main runs/main" in final
+    assert '--main-about "$MAIN_ABOUT"' in final
 
 
 def owners(path: str) -> list[str]:
