@@ -155,12 +155,12 @@ def regression(judged: list[Regression], notes: list[str], reference: str | None
     those that were not."""
     rows = []
     for r in judged:
-        low, high = r.welch.interval()
+        low, high = r.test.interval()
         rows.append((
             r.name, f"{statistics.mean(r.new):.3f}% ({len(r.new)})",
             f"{statistics.mean(r.old):.3f}% ({len(r.old)})",
-            f"{r.welch.change:+.3f} ({low:+.3f} to {high:+.3f})", f"{r.welch.p_drop:.3g}",
-            f"{r.welch.detectable(r.level):.3f}",
+            f"{r.test.change:+.3f} ({low:+.3f} to {high:+.3f})", f"{r.test.p_drop:.3g}",
+            f"{r.test.detectable(r.level):.3f}",
             "**FAIL**: the recipe got worse" if r.dropped else "pass",
         ))  # fmt: skip
     parts = [

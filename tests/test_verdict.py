@@ -356,14 +356,15 @@ def test_anything_wrong_with_mains_predictions_is_a_sentence(tmp_path, main_pair
     assert passed and "No paired comparison for 8k seed 0: " in text and why in text, text
 
 
-def test_welchs_test_by_hand():
-    # new 1, 2, 3 and old 2, 3, 4, 5: change -1.5, se sqrt(1/3 + 5/12) = 0.8660, t = -1.7321,
-    # df (0.75)^2 / ((1/3)^2 / 2 + (5/12)^2 / 3) = 4.959; P(T < -1.7321) = 0.0721 (t table, df 5:
-    # 0.0719).
-    w = stats.welch([1, 2, 3], [2, 3, 4, 5])
-    assert w.change == -1.5 and w.p_drop == pytest.approx(0.0721, abs=5e-4)
-    assert w.se == pytest.approx(0.8660, abs=1e-4) and w.df == pytest.approx(4.959, abs=1e-3)
-    assert w.interval()[1] + 1.5 == pytest.approx(stats.t_quantile(0.975, w.df) * w.se)
+def test_students_test_by_hand():
+    # new 1, 2, 3 and old 2, 3, 4, 5: change -1.5, pooled variance (2 * 1 + 3 * 5/3) / 5 = 1.4,
+    # se sqrt(1.4 * (1/3 + 1/4)) = 0.9037, t = -1.6599 on 5 degrees of freedom; for odd df the t
+    # distribution has a closed form, with th = atan(t / sqrt(5)):
+    # 1/2 + (th + sin th cos th (1 + 2/3 cos^2 th)) / pi = 0.07892.
+    t = stats.student([1, 2, 3], [2, 3, 4, 5])
+    assert t.change == -1.5 and t.p_drop == pytest.approx(0.07892, abs=1e-5)
+    assert t.se == pytest.approx(0.9037, abs=1e-4) and t.df == 5
+    assert t.interval()[1] + 1.5 == pytest.approx(stats.t_quantile(0.975, t.df) * t.se)
 
 
 def test_the_regression_check_fails_on_a_drop_in_the_recipe(tmp_path):
@@ -462,7 +463,7 @@ def test_the_regression_checks_power_is_what_it_states(where):
         assert power < judging.POWER + margin, power
     # and one seed against one, as a single-seed gate would have it, cannot be judged at all
     with pytest.raises(ValueError):
-        stats.welch([99.5], [99.5])
+        stats.student([99.5], [99.5])
 
 
 def test_too_few_seeds_for_the_regression_check_say_so_in_one_line(tmp_path):
@@ -474,5 +475,5 @@ def test_too_few_seeds_for_the_regression_check_say_so_in_one_line(tmp_path):
     assert passed and line == (
         "Too few seeds: 3 seeds here and 48 on main catch a 0.05-point drop with "
         f"{judging.power(3, 48, 1):.0%} chance at a spread of 0.055 points, under the 80% this "
-        "check is sized for (19 seeds here would reach it)."
+        "check is sized for (18 seeds here would reach it)."
     )
