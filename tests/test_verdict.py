@@ -320,6 +320,14 @@ def test_a_profile_a_pull_request_adds_is_judged_by_its_own_budget(tmp_path, cap
     )
 
 
+def test_several_seeds_name_each_broken_run_and_every_device():
+    runs = [record(seed=0), record(seed=1, model="Net25k"),
+            record(seed=2, device="Other CPU", torch="2.11.0")]  # fmt: skip
+    text = markdown.verdict(judging.judge(PROFILE, runs))
+    assert "- seed 1: trained Net25k, not Net" in text
+    assert "Ran on Test CPU (cpu), torch 2.14.1; Other CPU (cpu), torch 2.11.0." in text
+
+
 def test_a_mean_just_under_the_bar_never_reads_as_the_bar(tmp_path):
     runs = [record(acc, seed=s) for s, acc in enumerate((0.9939, 0.9940, 0.9940))]  # 99.3967%
     text = markdown.verdict(judging.judge(PROFILE, runs))
@@ -387,9 +395,13 @@ def test_without_mains_seeds_the_regression_check_says_why_and_passes(tmp_path):
     assert passed and "8k: not judged, a side with fewer than two seeds (2 seeds here, 1 on" in text
 
 
+ARTIFACT = "gate-gpu-7-seeds0,1,2,3"  # a folder as gate-run.yml downloads main's artifact into
+
+
 def test_runs_on_another_device_kind_or_torch_are_not_compared(tmp_path):
     for seed in range(3):
-        save(tmp_path / "main" / f"gate-8k-seed{seed}", record(0.9960, seed=seed, torch="2.11.0"))
+        run = record(0.9960, seed=seed, torch="2.11.0")
+        save(tmp_path / "main" / ARTIFACT / f"gate-8k-seed{seed}", run)
     lower = [record(0.9930, seed=s) for s in range(3)]  # a drop, but not the change's
     passed, text = verdict.regression(lower, tmp_path / "main")
     assert (
