@@ -16,7 +16,6 @@
 """
 
 import math
-import random
 import statistics
 from dataclasses import dataclass
 from fractions import Fraction
@@ -174,16 +173,3 @@ def student(new: list[float], old: list[float]) -> MeanChange:
     pooled = (len(new) - 1) * statistics.variance(new) + (len(old) - 1) * statistics.variance(old)
     se = math.sqrt(pooled / df * (1 / len(new) + 1 / len(old)))
     return MeanChange(statistics.mean(new) - statistics.mean(old), se, float(df))
-
-
-def drop_power(drop: float, sd: float, sizes: tuple[int, int], alpha: float, trials: int = 2_000):
-    """The chance that student()'s one-sided test at level alpha finds a drop of `drop` in the
-    mean, with sizes = (new, old) values of spread sd a side: simulated, seeded, so the same each
-    time."""
-    rng = random.Random(0)
-    found = 0
-    for _ in range(trials):
-        new = [rng.gauss(-drop, sd) for _ in range(sizes[0])]
-        t = student(new, [rng.gauss(0, sd) for _ in range(sizes[1])])
-        found += t.change < 0 and t.p_drop < alpha
-    return found / trials

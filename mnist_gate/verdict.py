@@ -84,7 +84,7 @@ def main_runs(main_dir: Path | None) -> tuple[list[Record], list[str]]:
     if main_dir is None or not main_dir.is_dir():
         return [], [f"The folder {main_dir} does not exist."] if main_dir else []
     found, dropped, seen = [], [], {}
-    for folder in sorted(p.parent for p in main_dir.glob(f"**/{runfolder.RECORD}")):
+    for folder in runfolder.gate_runs(main_dir):
         try:
             run = runfolder.load_record(folder)
         except RecordError as err:
