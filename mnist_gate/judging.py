@@ -149,14 +149,17 @@ class Regression:
 
 
 @functools.cache
-def power(n_new: int, n_old: int, profiles: int = PROFILES, sd: float = SEED_SD) -> float:
-    """The regression check's chance of catching a DROP-point drop of one profile's mean, with
-    these seeds a side, at a spread of sd points a seed: its own rule on 2,000 simulated pairs
-    of sides, seeded, so the same each time (and worked out once a process)."""
-    rng, level, trials = random.Random(0), alpha(profiles), 2_000
+def power(n_new: int, n_old: int, profiles: int = PROFILES, sd: float = SEED_SD, *,
+          drop: float = DROP, wider: float = 1.0, trials: int = 2_000) -> float:  # fmt: skip
+    """The regression check's chance of blocking one profile whose mean fell `drop` points, with
+    these seeds a side, main's scattering sd points a seed and this change's `wider` times that:
+    its own rule on `trials` simulated pairs of sides, seeded, so the same each time (and worked
+    out once a process). With drop=0 it is the check's false alarms on that profile: alpha() when
+    the spreads match, more when this change's seeds scatter wider (EXPERIMENTS.md)."""
+    rng, level = random.Random(0), alpha(profiles)
     found = 0
     for _ in range(trials):
-        new = [rng.gauss(-DROP, sd) for _ in range(n_new)]
+        new = [rng.gauss(-drop, sd * wider) for _ in range(n_new)]
         found += dropped(stats.student(new, [rng.gauss(0, sd) for _ in range(n_old)]), level)
     return found / trials
 
