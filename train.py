@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
             Config, argv, prog="train.py", description="Train an MNIST network in model.py.",
             build=lambda **given: gate.settings(Config, **given),
         )  # fmt: skip
-        _, record = train(cfg, gate.profiles.get(cfg.profile or ""))
+        _, record = train(cfg, gate.profiles.get(cfg.profile))
     except (ConfigError, DataError, RunFolderError) as err:
         fail(f"error: {err}", 2)
     except (TrainingError, SaveError) as err:

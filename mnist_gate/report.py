@@ -148,7 +148,7 @@ def rebuild(folder: Path, gate: profiles.Gate) -> None:
         path, why = run.folder / runfolder.CHECKPOINT, str(err).splitlines()[0]
         raise runfolder.RunError(f"{path} is unreadable ({why})") from None
     with runfolder.saving(run.folder):
-        write_run_reports(run, net, gate.profiles.get(run.profile or ""))
+        write_run_reports(run, net, gate.profiles.get(run.profile))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,7 +44,7 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
     there is none (note: the workflow's own sentence, where it knows)."""
     found, dropped = main_runs(main_dir)
     if not found:
-        why = note or " ".join(dropped) or NO_REFERENCE
+        why = no_reference(note, dropped)
         return f"### Against main\n\nNo gate result from main to compare with. {why}\n"
     rows, missing, unreadable = [], [], []
     for run in sorted(runs, key=lambda r: (r.name, r.seed)):
@@ -75,6 +75,12 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
 
 
 NO_REFERENCE = "Main has no successful gate run yet, or its artifact has expired."
+
+
+def no_reference(note: str | None, dropped: list[str]) -> str:
+    """Why main left nothing to compare with: the workflow's sentence where it knows, else what
+    main_runs dropped or found missing."""
+    return note or " ".join(dropped) or NO_REFERENCE
 
 
 def main_runs(main_dir: Path | None) -> tuple[list[Record], list[str]]:
@@ -109,7 +115,7 @@ def regression(
     passes. about: the workflow's sentence on which run of main the reference is."""
     found, dropped = main_runs(main_dir)
     if not found:
-        why = note or " ".join(dropped) or NO_REFERENCE
+        why = no_reference(note, dropped)
         title = "### Regression against main\n\n"
         return True, f"{title}No reference from main to compare with. {why}\n"
     judged, notes = judging.regressions(runs, found)

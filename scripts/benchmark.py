@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         if cfg.out is None:
             cfg.out = runfolder.new_folder("bench")
-        _, run = train.train(cfg, gate.profiles.get(cfg.profile or ""))
+        _, run = train.train(cfg, gate.profiles.get(cfg.profile))
         reference = reference_images_per_second(cfg, args.steps)
     except (ConfigError, DataError, paths.RunFolderError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
