@@ -12,6 +12,7 @@ No torch:
 - judging: judge(), the one verdict on a profile's runs, and the regression check's judgement.
 - markdown: the verdict as people read it.
 - verdict: the CI verdict job: gather the runs, judge them, print the job summary.
+- key: the key of what decides a gate result, which records carry and CI stores main's runs by.
 
 With torch:
 - data: MNIST from the shipped IDX files, verified byte for byte.

@@ -3,6 +3,11 @@ an old or damaged file. No torch: the verdict job reads records on a machine wit
 
 train.py writes one at the end of every run (mnist_gate.runfolder.save); the verdict, the reports,
 the README's tables and the benchmark read them, always through mnist_gate.runfolder.load_record.
+
+Records cross versions of this code: CI judges a change's records with its base's verdict. So a
+field is added with a default and keeps VERSION: a reader skips the fields it does not know, and
+fills in the default for a record from before the field. VERSION moves only when a field changes
+its meaning or goes, and then an older reader refuses the record in one line.
 """
 
 import dataclasses
@@ -52,6 +57,7 @@ class Record:
     recipe_settings: tuple[str, ...]  # those of config that decide the result (train.py's recipe)
     history: tuple[Epoch, ...]
     notes: tuple[str, ...] = ()  # what the run changed from its settings, and why
+    key: str | None = None  # the tree key of the checkout that trained it (mnist_gate.key)
     version: int = VERSION
     folder: Path | None = field(default=None, compare=False)  # where it was read from
 

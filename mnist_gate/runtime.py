@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import networks, paths, runfolder, settings
+from . import key, networks, paths, runfolder, settings
 from .record import Epoch, Record
 from .settings import ConfigError
 
@@ -86,6 +86,7 @@ def save_run(cfg, net: nn.Module, *, history: list[dict], notes: list[str], pred
         torch=torch.__version__,
         python=platform.python_version(),
         git_commit=git_commit(),
+        key=key.here(),
         config=jsonable(cfg),
         recipe_settings=tuple(settings.recipe_names(cfg)),
         history=tuple(Epoch(**row) for row in history),

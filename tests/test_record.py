@@ -80,3 +80,24 @@ def test_the_record_module_imports_no_torch():
     code = "import sys; sys.modules['torch'] = None; import mnist_gate.record, mnist_gate.verdict"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_record_with_fields_this_code_does_not_know_is_read(tmp_path):
+    """CI judges a change's records with its base's code: a field a change adds (with a default,
+    keeping the version) must not stop the base from reading the record."""
+    data = json.loads(record(0.9947, seed=3).to_json())
+    data["added_later"] = {"by": "a change"}
+    data["history"][0]["also_added"] = 1.5
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / runfolder.RECORD).write_text(json.dumps(data))
+    assert runfolder.load_record(folder) == record(0.9947, seed=3)
+
+
+def test_a_record_from_before_a_field_was_added_reads_with_its_default(tmp_path):
+    data = json.loads(record(0.9947, key="f" * 64).to_json())
+    del data["key"]
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / runfolder.RECORD).write_text(json.dumps(data))
+    assert runfolder.load_record(folder).key is None
