@@ -189,33 +189,48 @@ def underpowered(n_new: int, n_old: int, profiles: int = PROFILES) -> str | None
 
 
 def setting(runs: list[Record]) -> str:
-    """Where runs ran, as far as comparing them goes: device kind and torch, e.g. "cuda, torch
-    2.11.0" (several, joined by " and ")."""
-    return " and ".join(dict.fromkeys(f"{r.device_type}, torch {r.torch}" for r in runs))
+    """The device kinds runs ran on, e.g. "cuda" (several, joined by " and ")."""
+    return " and ".join(dict.fromkeys(r.device_type for r in runs))
 
 
-def regressions(runs: list[Record], reference: list[Record]) -> tuple[list[Regression], list[str]]:
+def torches(runs: list[Record]) -> str:
+    return " and ".join(dict.fromkeys(r.torch for r in runs))
+
+
+def regressions(
+    runs: list[Record], reference: list[Record], known: frozenset[str] | None = None
+) -> tuple[list[Regression], list[str], list[str]]:
     """Each profile of runs against main's reference runs of it, at the level that keeps the
-    whole pull request's false alarms at FALSE_ALARMS; and a line for each profile not judged: a
-    side with fewer than two seeds, or sides that ran on another device kind or torch (their
-    difference would be the machine's, not the change's)."""
-    names = list(dict.fromkeys(r.name for r in runs))
-    judged, notes = [], []
+    whole pull request's false alarms at FALSE_ALARMS; a line for each profile that passes
+    unjudged (one the change adds: not in `known`, the base's profiles, nor in the reference);
+    and a line for each profile that fails because it cannot be compared: a side with fewer than
+    two seeds, or sides of two device kinds. The check compares or fails, never passes for want of
+    a comparison. Runs of another torch are compared: a change that moves torch changes its
+    recipe's result, and the line says so."""
+    names = list(dict.fromkeys(r.name for r in [*runs, *reference]))
+    judged, notes, failures = [], [], []
     for name in names:
         ours = [r for r in runs if r.name == name]
         theirs = [r for r in reference if r.name == name]
         new = [100 * r.final_test_acc for r in ours]
         old = [100 * r.final_test_acc for r in theirs]
-        if len(new) < 2 or len(old) < 2:
-            notes.append(
-                f"{name}: not judged, a side with fewer than two seeds ({len(new)} seeds here, "
-                f"{len(old)} on main)"
+        if not theirs and known is not None and name not in known:
+            notes.append(f"{name}: added by this change, so main has no reference for it yet")
+        elif len(new) < 2 or len(old) < 2:
+            failures.append(
+                f"{name}: cannot be compared, a side with fewer than two seeds ({len(new)} seeds "
+                f"here, {len(old)} in main's reference)"
             )
         elif setting(ours) != setting(theirs):
-            notes.append(
-                f"{name}: not compared, this change ran on {setting(ours)} and main's reference "
-                f"on {setting(theirs)}; runs on different machines differ by more than a change"
+            failures.append(
+                f"{name}: cannot be compared, this change ran on {setting(ours)} and main's "
+                f"reference on {setting(theirs)}; the reference must be of this gate's kind"
             )
         else:
+            if torches(ours) != torches(theirs):
+                notes.append(
+                    f"{name}: this change ran torch {torches(ours)}, main's reference torch "
+                    f"{torches(theirs)}; the comparison includes that move"
+                )
             judged.append(Regression(name, new, old, stats.student(new, old), len(names)))
-    return judged, notes
+    return judged, notes, failures

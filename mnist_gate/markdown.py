@@ -150,9 +150,11 @@ def comparison(rows: list[tuple], missing: list[str], unreadable: list[str]) -> 
     return "### Against main\n\n" + "\n\n".join(parts) + "\n"
 
 
-def regression(judged: list[Regression], notes: list[str], reference: str | None = None) -> str:
+def regression(
+    judged: list[Regression], notes: list[str], failures: list[str], reference: str | None = None
+) -> str:
     """The regression check: what main's reference is, a row per profile judged, a sentence for
-    those that were not."""
+    each profile that passes unjudged and for each that fails uncompared."""
     rows = []
     for r in judged:
         low, high = r.test.interval()
@@ -181,4 +183,5 @@ def regression(judged: list[Regression], notes: list[str], reference: str | None
     )
     parts += [f"Too few seeds: {line}." for line in weak]
     parts += [f"{line[0].upper()}{line[1:]}." for line in notes]
+    parts += [f"**FAIL**: {line}." for line in failures]
     return "### Regression against main\n\n" + "\n\n".join(parts) + "\n"

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import pickle
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -55,13 +56,36 @@ def gate_folder(profile: str, seed: int, runs: Path) -> Path:
 
 def gate_runs(folder: Path) -> list[Path]:
     """Every gate-*/ run folder holding a record under folder, at any depth (artifacts unpack into
-    a directory each)."""
-    return sorted(p.parent for p in Path(folder).glob(f"**/gate-*/{RECORD}"))
+    a directory each), of each CI job's newest attempt (newest())."""
+    return newest(folder, sorted(p.parent for p in Path(folder).glob(f"**/gate-*/{RECORD}")))
 
 
 def unfinished(folder: Path) -> list[Path]:
-    """The gate-*/ run folders under folder that never finished."""
-    return sorted(p.parent for p in Path(folder).glob(f"**/gate-*/{INCOMPLETE}"))
+    """The gate-*/ run folders under folder that never finished, of each job's newest attempt."""
+    return newest(folder, sorted(p.parent for p in Path(folder).glob(f"**/gate-*/{INCOMPLETE}")))
+
+
+# CI names an artifact by job and attempt, gate-gpu-<run>-<side>-a<attempt>-j<job>: "Re-run
+# failed jobs" uploads a new attempt of the jobs it re-runs and keeps the others' artifacts.
+ATTEMPT = re.compile(r"^(?P<job>.+)-a(?P<attempt>\d+)(?P<index>-j\d+)?$")
+
+
+def newest(folder: Path, found: list[Path]) -> list[Path]:
+    """The run folders of found that lie in the newest attempt of their job's artifact (folders
+    outside such an artifact are all kept)."""
+
+    def artifact(path: Path) -> tuple[str, int] | None:
+        for part in path.relative_to(folder).parts[:-1]:
+            match = ATTEMPT.match(part)
+            if match:
+                return match["job"] + (match["index"] or ""), int(match["attempt"])
+        return None
+
+    latest: dict[str, int] = {}
+    for path in found:
+        if named := artifact(path):
+            latest[named[0]] = max(latest.get(named[0], 0), named[1])
+    return [p for p in found if (named := artifact(p)) is None or latest[named[0]] == named[1]]
 
 
 def claim(out: Path | None, name: str) -> Path:

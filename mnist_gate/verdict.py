@@ -13,6 +13,7 @@ alone.
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def comparison(runs: list[Record], main_dir: Path | None, note: str | None = Non
     return markdown.comparison(rows, missing, unreadable)
 
 
-NO_REFERENCE = "Main has no successful gate run yet, or its artifact has expired."
+NO_REFERENCE = "This run neither restored main's stored runs nor trained them."
 
 
 def no_reference(note: str | None, dropped: list[str]) -> str:
@@ -110,19 +111,25 @@ def main_runs(main_dir: Path | None) -> tuple[list[Record], list[str]]:
 def regression(
     runs: list[Record], main_dir: Path | None, note: str | None = None, about: str | None = None
 ) -> tuple[bool, str]:
-    """Did the recipe get worse? This change's seeds against main's reference seeds, per
-    profile (judging.regressions); without main's seeds it says why in one sentence, and
-    passes. about: the workflow's sentence on which run of main the reference is."""
+    """Did the recipe get worse? This change's seeds against main's reference seeds, per profile
+    (judging.regressions), each profile of the budgets this code reads (the base's, in CI) held to
+    a comparison: without main's seeds, or with too few, it fails and says why. about: the
+    workflow's sentence on where the reference came from."""
     found, dropped = main_runs(main_dir)
+    title = "### Regression against main\n\n"
     if not found:
         why = no_reference(note, dropped)
-        title = "### Regression against main\n\n"
-        return True, f"{title}No reference from main to compare with. {why}\n"
-    judged, notes = judging.regressions(runs, found)
+        return False, f"{title}**FAIL**: no reference from main to compare with. {why}\n"
+    try:
+        known = frozenset(profiles.load().profiles)
+    except profiles.ConfigError as err:
+        raise ReportError(f"cannot read the budgets ({err})") from None
+    judged, notes, failures = judging.regressions(runs, found, known)
     reference = " ".join(
         filter(None, [about, f"Main's reference ran on {markdown.places(found)}.", *dropped])
     )
-    return not any(r.dropped for r in judged), markdown.regression(judged, notes, reference)
+    passed = not failures and not any(r.dropped for r in judged)
+    return passed, markdown.regression(judged, notes, failures, reference)
 
 
 def gather(folder: Path) -> list[Record]:
@@ -206,23 +213,31 @@ def summary(
     seeds: list[int] | None = None,
     names: list[str] | None = None,
     budgets_path: Path = paths.PYPROJECT,
+    change_path: Path | None = None,
     jobs: dict | None = None,
     seeds_from: str = "ci",
+    reused: bool = False,
+    tree: str | None = None,
 ) -> tuple[bool, str]:
     """The verdict over the profiles' runs, and the job summary in Markdown.
 
-    The runs are judged by the budgets in `budgets_path` (in a pull request, the base branch's
-    pyproject.toml, so that a change cannot lower its own bar); a profile the change adds, by its
-    own. Each profile named (default: every one) must have a finished run for each of `seeds`
-    (default: the [tool.gate.seeds] list `seeds_from` of budgets_path, the list the gate jobs
-    trained), nothing else may be there, and every job in `jobs` must have succeeded."""
+    The runs are judged by the budgets in `budgets_path` (in CI the base's own, since the base's
+    code judges); `change_path`, the change's pyproject.toml read as data, only says what the
+    change would move, and gives a profile the change adds its own budget. Each profile named
+    (default: every one) must have a finished run for each of `seeds` (default: the
+    [tool.gate.seeds] list `seeds_from` of budgets_path, the list the gate jobs trained), nothing
+    else may be there, every job in `jobs` must have succeeded, and with `tree` every run must
+    have been trained by a checkout of that tree key. `reused`: the runs are main's stored runs
+    of the change's own tree key, so nothing trained (the gate job was skipped) and only the
+    seeds asked for are judged."""
     try:
         base = profiles.load(budgets_path)
         seeds = base.seeds(seeds_from) if seeds is None else seeds
-        theirs = Path(budgets_path).resolve() != paths.PYPROJECT.resolve()
-        ours = profiles.load(paths.PYPROJECT) if theirs else base
+        ours = base if change_path is None else profiles.load(change_path)
     except profiles.ConfigError as err:
         raise ReportError(f"cannot read the budgets ({err})") from None
+    if reused:
+        jobs = {name: job for name, job in (jobs or {}).items() if name != "gate"}
     failed_jobs = jobs_problems(jobs or {})
     try:
         runs = gather(folder)
@@ -230,6 +245,8 @@ def summary(
         if not failed_jobs:
             raise
         runs, failed_jobs = [], [*failed_jobs, str(err)]  # the jobs say why
+    if reused:
+        runs = [r for r in runs if r.seed in seeds]
     gated = {**ours.profiles, **base.profiles}  # the base branch's budget, where it has one
     unknown = sorted(set(names or []) - set(gated))
     if unknown:
@@ -251,7 +268,14 @@ def summary(
         *(f"{run}: no finished run" for run in missing),
         *(f"{path} never finished ({runfolder.INCOMPLETE})"
           for path in runfolder.unfinished(folder)),
+        *(f"{r.name} seed {r.seed}: trained by a checkout of tree key {r.key}, not this "
+          f"change's {tree}" for r in runs if tree and r.key != tree),
     ]  # fmt: skip
+    if reused:
+        parts.append(
+            f"Nothing that decides training changed (tree key {tree or 'unknown'}): these are "
+            "main's stored runs of that tree, judged again; nothing trained.\n"
+        )
     if changes:
         parts.append(
             f"Judged by the budgets of {budgets_path}, not this change's own: "
@@ -270,6 +294,16 @@ def summary(
     if main_dir is not None or note:
         parts.append(comparison(runs, main_dir, note))
     return passed, "\n".join(parts)
+
+
+def keep(runs: list[Record], folder: Path) -> None:
+    """Copy every judged run into folder, a gate-<profile>-seed<N>/ each: what CI stores as main's
+    reference once the verdict passed it."""
+    try:
+        for run in runs:
+            shutil.copytree(run.folder, runfolder.gate_folder(run.name, run.seed, folder))
+    except OSError as err:
+        raise ReportError(f"cannot keep the runs in {folder} ({err})") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -295,6 +329,10 @@ def main(argv: list[str] | None = None) -> None:
         help="the pyproject.toml whose budgets and seeds judge the runs (default: this one)",
     )  # fmt: skip
     parser.add_argument(
+        "--change-budgets", type=Path,
+        help="the change's pyproject.toml, read as data: what it would move in the budgets",
+    )  # fmt: skip
+    parser.add_argument(
         "--jobs", type=json.loads, help="GitHub's needs context as JSON: every job must succeed"
     )
     parser.add_argument(
@@ -305,20 +343,36 @@ def main(argv: list[str] | None = None) -> None:
         "--check", choices=("budget", "regression"), default="budget",
         help="budget: the runs against the budgets (default); regression: against main's seeds",
     )  # fmt: skip
+    parser.add_argument("--tree", help="the tree key every run must have been trained by")
+    parser.add_argument(
+        "--reused", action="store_true",
+        help="the runs are main's stored runs of this change's tree key: nothing trained",
+    )  # fmt: skip
+    parser.add_argument("--keep", type=Path, help="copy the judged runs here when they pass")
     args = parser.parse_args(argv)
     try:
-        if args.check == "regression":
+        if args.check == "regression" and args.reused:
+            passed, text = True, REUSED_REGRESSION
+        elif args.check == "regression":
             passed, text = regression(gather(args.runs), args.main, args.main_note, args.main_about)
         else:
             passed, text = summary(
                 args.runs, main_dir=args.main, note=args.main_note, seeds=args.seeds,
-                names=args.profile, budgets_path=args.budgets, jobs=args.jobs,
-                seeds_from=args.seeds_from,
+                names=args.profile, budgets_path=args.budgets, change_path=args.change_budgets,
+                jobs=args.jobs, seeds_from=args.seeds_from, reused=args.reused, tree=args.tree,
             )  # fmt: skip
+            if passed and args.keep:
+                keep(gather(args.runs), args.keep)
     except (ReportError, profiles.ConfigError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(text)
     sys.exit(0 if passed else 1)
+
+
+REUSED_REGRESSION = (
+    "### Regression against main\n\nNothing that decides training changed: this change's runs "
+    "are main's stored runs of the same tree key, so they cannot differ from main's.\n"
+)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """Helpers the tests share: a smoke-sized training config, records built as train.py builds them,
-and writable copies of read-only files."""
+writable copies of read-only files, and scratch git repositories of this project."""
 
 import dataclasses
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
 import train
-from mnist_gate import profiles, runfolder, runtime, settings
+from mnist_gate import key, profiles, runfolder, runtime, settings
 from mnist_gate.data import mnist_test_labels
+from mnist_gate.paths import ROOT
 from mnist_gate.record import Epoch, Record
 from mnist_gate.runfolder import PREDICTIONS
 
@@ -49,6 +51,12 @@ def record(
     return Record(**{**fields, **overrides})
 
 
+def passing_record(profile: profiles.Profile, seed: int, accuracy: float, **overrides) -> Record:
+    """A record of a profile's network, within its budget but for the accuracy given."""
+    return record(accuracy, seed=seed, profile=profile.name, model=profile.model,
+                  parameters=profile.max_params - 1, **overrides)  # fmt: skip
+
+
 TEST_LABELS = np.frombuffer(mnist_test_labels(), dtype=np.uint8)
 
 
@@ -83,3 +91,23 @@ def writable_copy(source: Path, target: Path) -> None:
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
+
+
+def git(root: Path, *args: str) -> str:
+    """A git command in root, as a scratch committer; its output."""
+    command = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def project_repo(root: Path) -> Path:
+    """This checkout's files (tracked, or new and not ignored) as a git repository of its own,
+    committed once on main."""
+    for name in key.files(ROOT):
+        source = ROOT / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "base")
+    return root

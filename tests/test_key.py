@@ -7,23 +7,13 @@ import subprocess
 import pytest
 
 from mnist_gate import key
-from mnist_gate.paths import ROOT
+
+from .helpers import project_repo
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
-    """A copy of this checkout's files as a git repository of its own, committed once."""
-    root = tmp_path_factory.mktemp("checkout")
-    for name in key.files(ROOT):
-        source = ROOT / name
-        if source.is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "base"], check=True)
-    return root
+    return project_repo(tmp_path_factory.mktemp("checkout"))
 
 
 def deciding(root) -> list[str]:

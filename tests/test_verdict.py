@@ -2,6 +2,7 @@
 summary for one seed and for three, and the paired comparison with main."""
 
 import json
+import shutil
 import textwrap
 from dataclasses import replace
 from types import SimpleNamespace
@@ -145,7 +146,7 @@ def test_a_missing_or_old_main_result_is_one_sentence(tmp_path):
     assert "No gate result from main to compare with. Its artifact expired." in text
     (tmp_path / "main").mkdir()
     _, text = summary(tmp_path / "new", tmp_path / "main")
-    assert "No gate result from main to compare with. Main has no successful gate run" in text
+    assert "No gate result from main to compare with. This run neither restored main" in text
     save(tmp_path / "main" / "gate-8k", record(0.9940), kept=False)  # no predictions
     _, text = summary(tmp_path / "new", tmp_path / "main")
     assert (
@@ -276,11 +277,54 @@ def test_a_seeds_job_that_failed_leaves_a_failing_verdict_not_a_skipped_one(tmp_
     assert "- job seeds ended failure" in out and "- job gate ended skipped" in out
 
 
-def test_a_rerun_seed_joins_the_seeds_that_passed_before(tmp_path):
-    # Artifacts are named by run and seed, not attempt: a re-run job overwrites its own seed's.
-    passing_runs(tmp_path / "gate-gpu-7-seed0", seeds=(0,))
-    passing_runs(tmp_path / "gate-gpu-7-seed1", seeds=(1,))
-    assert ci_verdict(tmp_path, "--jobs", json.dumps({"seeds": SUCCESS, "gate": SUCCESS})) == 0
+def test_a_rerun_job_replaces_its_own_earlier_attempt_and_joins_the_others(tmp_path, capsys):
+    # Artifacts as gate-run.yml names them: a job's attempt 2 (re-run after a failure) beside
+    # attempt 1 of the job that passed; the verdict takes each job's newest attempt.
+    jobs = json.dumps({"seeds": SUCCESS, "gate": SUCCESS})
+    passing_runs(tmp_path / "gate-gpu-7-this-a1-j1", seeds=(1,))
+    save(tmp_path / "gate-gpu-7-this-a1-j0" / "gate-8k-seed0", record(0.990, seed=0))
+    passing_runs(tmp_path / "gate-gpu-7-this-a2-j0", seeds=(0,))
+    assert ci_verdict(tmp_path, "--jobs", jobs) == 0
+    # Without the re-run, the failing first attempt is what is judged.
+    shutil.rmtree(tmp_path / "gate-gpu-7-this-a2-j0")
+    capsys.readouterr()
+    assert ci_verdict(tmp_path, "--jobs", jobs) == 1
+    out = capsys.readouterr().out
+    assert "- 25k seed 0: no finished run" in out and "| 0 | 99.00% (under) |" in out
+
+
+def test_every_run_must_be_of_the_tree_the_change_has(tmp_path, capsys):
+    passing_runs(tmp_path, seeds=(0, 1))
+    shutil.rmtree(tmp_path / "gate-8k-seed1")
+    save(tmp_path / "gate-8k-seed1", record(0.995, seed=1, key="a" * 64))
+    assert ci_verdict(tmp_path, "--tree", "b" * 64) == 1
+    out = capsys.readouterr().out
+    assert f"- 8k seed 1: trained by a checkout of tree key {'a' * 64}, not this change's" in out
+    assert "- 8k seed 0: trained by a checkout of tree key None" in out
+
+
+def test_reused_runs_are_judged_on_the_seeds_asked_and_said_to_be_mains(tmp_path, capsys):
+    passing_runs(tmp_path, seeds=(0, 1, 2, 3))  # main's stored reference: more seeds than ci
+    jobs = json.dumps({"seeds": SUCCESS, "gate": {"result": "skipped"}})
+    assert ci_verdict(tmp_path, "--jobs", jobs, "--reused") == 0
+    out = capsys.readouterr().out
+    assert "Nothing that decides training changed" in out and "2 seeds: pass" in out
+    assert ci_verdict(tmp_path, "--jobs", jobs) == 1  # without --reused, a skipped gate fails
+    with pytest.raises(SystemExit) as exit:
+        verdict.main([str(tmp_path), "--check", "regression", "--reused"])
+    assert exit.value.code == 0 and "cannot differ from main's" in capsys.readouterr().out
+
+
+def test_main_keeps_its_runs_to_store_only_when_they_pass(tmp_path):
+    passing_runs(tmp_path / "this" / "gate-gpu-7-this-a1-j0", seeds=(0, 1))
+    assert ci_verdict(tmp_path / "this", "--keep", str(tmp_path / "kept")) == 0
+    kept = sorted(p.name for p in (tmp_path / "kept").iterdir())
+    assert kept == ["gate-25k-seed0", "gate-25k-seed1", "gate-8k-seed0", "gate-8k-seed1"]
+    assert runfolder.load_record(tmp_path / "kept" / "gate-8k-seed1").seed == 1
+    save(tmp_path / "failing" / "gate-8k-seed0", record(0.990, seed=0))
+    passing_runs(tmp_path / "failing", seeds=(1,))
+    assert ci_verdict(tmp_path / "failing", "--keep", str(tmp_path / "not")) == 1
+    assert not (tmp_path / "not").exists()
 
 
 def test_a_pull_request_is_judged_by_the_base_branchs_budgets(tmp_path, capsys):
@@ -288,11 +332,12 @@ def test_a_pull_request_is_judged_by_the_base_branchs_budgets(tmp_path, capsys):
     base = tmp_path / "base.toml"
     stricter = paths.PYPROJECT.read_text().replace("min_accuracy = 0.994", "min_accuracy = 0.996")
     base.write_text(stricter)
-    assert ci_verdict(tmp_path / "runs", "--budgets", str(base)) == 1  # 99.50% < 99.60%
+    change = ("--change-budgets", str(paths.PYPROJECT))
+    assert ci_verdict(tmp_path / "runs", "--budgets", str(base), *change) == 1  # 99.50% < 99.60%
     out = capsys.readouterr().out
     assert "this change moves min_accuracy of profile 8k from 0.996 to 0.994" in out
     base.write_text(paths.PYPROJECT.read_text())
-    assert ci_verdict(tmp_path / "runs", "--budgets", str(base)) == 0
+    assert ci_verdict(tmp_path / "runs", "--budgets", str(base), *change) == 0
     assert "this change moves" not in capsys.readouterr().out
 
 
@@ -307,14 +352,15 @@ def test_a_profile_a_pull_request_adds_is_judged_by_its_own_budget(tmp_path, cap
     """))  # fmt: skip
     monkeypatch.setattr(paths, "PYPROJECT", ours)
     passing_runs(tmp_path / "runs", seeds=(0, 1), gate=profiles.load(ours))
-    assert ci_verdict(tmp_path / "runs", "--budgets", str(paths.ROOT / "pyproject.toml")) == 0
+    judged = ("--budgets", str(paths.ROOT / "pyproject.toml"), "--change-budgets", str(ours))
+    assert ci_verdict(tmp_path / "runs", *judged) == 0
     out = capsys.readouterr().out
     assert "this change adds profile added, judged by its own budget (main has no reference" in out
     assert "(profile added), 2 seeds: pass" in out
     # Its own budget, not a pass for want of one: over 4,000 parameters fails.
     (tmp_path / "runs" / "gate-added-seed0").rename(tmp_path / "gate-added-seed0")
     save(tmp_path / "runs" / "gate-added-seed0", record(seed=0, profile="added", parameters=4_000))
-    assert ci_verdict(tmp_path / "runs", "--budgets", str(paths.ROOT / "pyproject.toml")) == 1
+    assert ci_verdict(tmp_path / "runs", *judged) == 1
     assert "seed 0: 4,000 trainable parameters; profile added allows fewer than 4,000" in (
         capsys.readouterr().out
     )
@@ -387,36 +433,53 @@ def test_the_regression_check_fails_on_a_drop_in_the_recipe(tmp_path):
     assert not passed and "**FAIL**: the recipe got worse" in text
 
 
-def test_without_mains_seeds_the_regression_check_says_why_and_passes(tmp_path):
+def test_without_mains_seeds_the_regression_check_says_why_and_fails(tmp_path):
     passed, text = verdict.regression([record()], tmp_path / "nowhere")
-    assert passed and "No reference from main to compare with. The folder" in text
+    assert not passed and "**FAIL**: no reference from main to compare with. The folder" in text
+    passed, text = verdict.regression([record()], tmp_path / "nowhere", note="Key K not stored.")
+    assert not passed and "compare with. Key K not stored." in text
     save(tmp_path / "main" / "gate-8k-seed0", record())
     passed, text = verdict.regression([record(seed=0), record(seed=1)], tmp_path / "main")
-    assert passed and "8k: not judged, a side with fewer than two seeds (2 seeds here, 1 on" in text
+    assert not passed and (
+        "**FAIL**: 8k: cannot be compared, a side with fewer than two seeds (2 seeds here, 1 in "
+        "main's reference)."
+    ) in text
+    passed, text = verdict.regression([record(seed=0)], tmp_path / "main")
+    assert not passed and "(1 seeds here, 1 in main's reference)" in text
+
+
+def test_a_profile_of_the_budgets_missing_on_either_side_fails_and_an_added_one_is_said(tmp_path):
+    for seed in range(3):
+        save(tmp_path / "main" / f"gate-8k-seed{seed}", record(0.995, seed=seed))
+    only_25k = [record(0.996, seed=s, profile="25k") for s in range(3)]
+    passed, text = verdict.regression(only_25k, tmp_path / "main")
+    assert not passed and "**FAIL**: 8k: cannot be compared" in text and "(0 seeds here" in text
+    assert "**FAIL**: 25k: cannot be compared" in text and "0 in main's reference" in text
+    added = [replace(r, profile="added") for r in only_25k]
+    both = [record(0.995, seed=s) for s in range(3)] + added
+    passed, text = verdict.regression(both, tmp_path / "main")
+    assert passed and "Added: added by this change, so main has no reference for it yet." in text
 
 
 ARTIFACT = "gate-gpu-7-seeds0,1,2,3"  # a folder as gate-run.yml downloads main's artifact into
 
 
-def test_runs_on_another_device_kind_or_torch_are_not_compared(tmp_path):
+def test_runs_of_another_torch_are_compared_and_of_another_device_kind_fail(tmp_path):
     for seed in range(3):
         run = record(0.9960, seed=seed, torch="2.11.0")
         save(tmp_path / "main" / ARTIFACT / f"gate-8k-seed{seed}", run)
-    lower = [record(0.9930, seed=s) for s in range(3)]  # a drop, but not the change's
+    lower = [record(0.9930, seed=s) for s in range(3)]
     passed, text = verdict.regression(lower, tmp_path / "main")
+    assert not passed and "**FAIL**: the recipe got worse" in text
     assert (
-        passed
-        and (
-            "8k: not compared, this change ran on cpu, torch 2.14.1 and main's reference on cpu, "
-            "torch 2.11.0; runs on different machines differ by more than a change."
-        )
-        in text
-    )
-    gpu = [replace(r, device_type="cuda", torch="2.11.0") for r in lower]
-    assert (
-        "this change ran on cuda, torch 2.11.0 and main's"
-        in verdict.regression(gpu, tmp_path / "main")[1]
-    )
+        "8k: this change ran torch 2.14.1, main's reference torch 2.11.0; the comparison "
+        "includes that move."
+    ) in text
+    gpu = [replace(r, device_type="cuda") for r in lower]
+    passed, text = verdict.regression(gpu, tmp_path / "main")
+    assert not passed and (
+        "**FAIL**: 8k: cannot be compared, this change ran on cuda and main's reference on cpu"
+    ) in text
 
 
 def test_damage_on_mains_side_drops_that_run_with_a_sentence(tmp_path):
@@ -449,7 +512,7 @@ def honest_pull_requests(n_new: int, n_old: int, drop: float, sd: float = judgin
     for _ in range(trials):
         new = runs(99.5 - drop, n_new, "8k") + runs(99.6, n_new, "25k")
         old = runs(99.5, n_old, "8k") + runs(99.6, n_old, "25k")
-        judged, _ = judging.regressions(new, old)
+        judged, _, _ = judging.regressions(new, old)
         blocked += any(r.dropped for r in judged)
     return blocked / trials
 
