@@ -125,9 +125,9 @@ def regression(
     except profiles.ConfigError as err:
         raise ReportError(f"cannot read the budgets ({err})") from None
     judged, notes, failures = judging.regressions(runs, found, known)
-    reference = " ".join(
-        filter(None, [about, f"Main's reference ran on {markdown.places(found)}.", *dropped])
-    )
+    commits = ", ".join(dict.fromkeys((r.git_commit or "unknown")[:12] for r in found))
+    ran = f"Main's reference ran on {markdown.places(found)}, trained by commit {commits}."
+    reference = " ".join(filter(None, [about, ran, *dropped]))
     passed = not failures and not any(r.dropped for r in judged)
     return passed, markdown.regression(judged, notes, failures, reference)
 

@@ -427,7 +427,10 @@ def test_the_regression_check_fails_on_a_drop_in_the_recipe(tmp_path):
     same = [record(acc, seed=s) for s, acc in enumerate((0.9951, 0.9949, 0.9954))]
     passed, text = verdict.regression(same, tmp_path / "main", about="Main's run 7.")
     assert passed and "| 8k | 99.513% (3) | 99.503% (6) |" in text
-    assert "Main's run 7. Main's reference ran on Test CPU (cpu), torch 2.14.1." in text
+    assert (
+        "Main's run 7. Main's reference ran on Test CPU (cpu), torch 2.14.1, trained by commit "
+        "unknown." in text
+    )
     worse = [record(acc, seed=s) for s, acc in enumerate((0.9925, 0.9928, 0.9922))]
     passed, text = verdict.regression(worse, tmp_path / "main")
     assert not passed and "**FAIL**: the recipe got worse" in text
