@@ -9,6 +9,7 @@ No torch:
 - record: a run's record (metrics.json): its schema and version.
 - runfolder: a run's folder: its file names, claiming it, saving and reading each file.
 - stats: intervals, bounds and the tests behind the verdict.
+- rates: the error rates of the verdict's rules, worked out, and the seed counts they need.
 - judging: judge(), the one verdict on a profile's runs, and the regression check's judgement.
 - markdown: the verdict as people read it.
 - verdict: the CI verdict job: gather the runs, judge them, print the job summary.

@@ -2,21 +2,19 @@
 this change's seeds against main's reference seeds (regressions()). Rendering them is
 mnist_gate.markdown's; gathering the runs and answering the CI job, mnist_gate.verdict's. No torch.
 
-With one seed the verdict is that run's; with several it is on their mean (their spread, a
-one-sided 95% lower bound on the mean and the chance that one more run ends under the threshold
-come with it, from mnist_gate.stats). The regression check asks whether the recipe got worse:
-Student's one-sided t-test on the per-seed accuracies of the two sides. Against one of main's runs,
-both classify the same 10,000 images, so that comparison is paired: the images the change fixes
-and breaks, and McNemar's exact test on them.
+With one seed the verdict is that run's; with a few it is on their mean; from
+rates.bound_seeds() seeds on, the one-sided 99% lower bound on their mean must reach the bar
+(mnist_gate.rates says why, with the rates of each rule). The regression check asks whether the
+recipe got worse: Hsu's one-sided test on the per-seed accuracies of the two sides. Against one of
+main's runs, both classify the same 10,000 images, so that comparison is paired: the images the
+change fixes and breaks, and McNemar's exact test on them.
 """
 
-import functools
-import random
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import stats
+from . import rates, stats
 from .profiles import GateError, Profile, check_accuracy, check_epochs, check_parameter_count
 from .record import Record
 
@@ -78,11 +76,42 @@ def judge(profile: Profile, records: list[Record]) -> Verdict:
         groups = [f"commit {c[:12]}: seed {', '.join(s)}" for c, s in sorted(by_commit.items())]
         found.append(f"the seeds trained different code: {'; '.join(groups)}")
     accuracies = [r.final_test_acc for r in records]
-    spread = stats.spread(accuracies, profile.min_accuracy)
-    why = failure(check_accuracy, spread.mean, profile)
-    if why and len(records) > 1:
-        why = f"mean of {len(records)} seeds: {why}"
+    spread = stats.spread(accuracies, profile.min_accuracy, rates.BOUND_CONFIDENCE)
+    n = len(records)
+    if n >= rates.bound_seeds():
+        why = failure(check_accuracy, spread.lower_bound, profile)
+        bound = f"{rates.BOUND_CONFIDENCE:.0%} lower bound on the mean of {n} seeds"
+        why = why and f"{bound}: {why.replace('final-epoch test accuracy', 'accuracy')}"
+    else:
+        why = failure(check_accuracy, spread.mean, profile)
+        if why and n > 1:
+            why = f"mean of {n} seeds: {why}"
     return Verdict(profile, tuple(records), tuple(found), why, spread)
+
+
+def rule(n: int) -> str:
+    """The accuracy rule the budget verdict holds n seeds to, in a sentence with its rates at the
+    spread the gate is sized for (a recipe of the honest mean, and one UNDER points under the
+    bar)."""
+    honest = rates.budget_fails(n, rates.HONEST, rates.SEED_SD, rates.BAR)
+    under = 1 - rates.budget_fails(n, rates.BAR - rates.UNDER, rates.SEED_SD, rates.BAR)
+    what = (
+        "that run's accuracy must reach the bar" if n == 1
+        else f"the mean of the {n} seeds must reach the bar" if n < rates.bound_seeds()
+        else f"the one-sided {rates.BOUND_CONFIDENCE:.0%} lower bound on the mean of the {n} seeds "
+        "must reach the bar"
+    )  # fmt: skip
+    return (
+        f"With {n} seed{'s' if n > 1 else ''}, {what}: at a spread of {rates.SEED_SD} points a "
+        f"seed and a bar of {rates.BAR:.2f}%, it fails a recipe whose mean is {rates.HONEST:.3f}% "
+        f"(Net's) {chance(honest)} of the time, and passes one {rates.UNDER} points under the "
+        f"bar {chance(under)} of the time."
+    )
+
+
+def chance(p: float) -> str:
+    """A probability for prose: a percentage, or a power of ten ("2e-12") when it is tiny."""
+    return f"{p:.1%}" if p >= 0.001 else f"{p:.0e}"
 
 
 def unpaired(new: np.ndarray, old: np.ndarray) -> str | None:
@@ -102,89 +131,45 @@ def paired(new: np.ndarray, old: np.ndarray) -> tuple[int, int, float]:
     return fixed, broken, stats.mcnemar(fixed, broken)
 
 
-def plain(fixed: int, broken: int, p: float) -> str:
-    if p >= 0.05:
+def plain(fixed: int, broken: int, p: float, level: float = 0.05) -> str:
+    if p >= level:
         return "no evidence of a change"
     return "significantly better" if fixed > broken else "significantly worse"
 
 
-# The regression check blocks an honest pull request (nothing changed) at most this often, every
-# profile together: each profile's test runs at FALSE_ALARMS / profiles (Bonferroni).
-FALSE_ALARMS = 0.01
-# The drop the regression check is sized to catch, at the spread it is sized for: Net's final
-# accuracy over 25 seeds on an H200 had sd 0.055 points (EXPERIMENTS.md). With 2 profiles, 24
-# seeds against main's 48 catch it 84% of the time (tests/test_verdict.py simulates it).
-DROP, SEED_SD, POWER = 0.05, 0.055, 0.80
-PROFILES = 2  # the profiles pyproject.toml ships, which the error rates above are stated for
-
-
-def alpha(profiles: int) -> float:
-    """Each profile's level when `profiles` are compared in one pull request."""
-    return FALSE_ALARMS / max(profiles, 1)
-
-
-def dropped(w: stats.MeanChange, level: float) -> bool:
-    """The regression check's rule: a drop significant at `level`, one-sided."""
-    return w.change < 0 and w.p_drop < level
-
-
 @dataclass(frozen=True)
 class Regression:
-    """One profile's seeds against main's: accuracies in percent, Student's test on them, and the
+    """One profile's seeds against main's: accuracies in percent, Hsu's test on them, and the
     level it is judged at."""
 
     name: str
     new: list[float]
     old: list[float]
     test: stats.MeanChange
-    profiles: int  # compared in the pull request: each is judged at alpha(profiles)
+    profiles: int  # compared in the pull request: each is judged at rates.alpha(profiles)
 
     @property
     def level(self) -> float:
-        return alpha(self.profiles)
+        return rates.alpha(self.profiles)
 
     @property
     def dropped(self) -> bool:
-        return dropped(self.test, self.level)
+        """The regression check's rule: a drop significant at the level, one-sided."""
+        return self.test.change < 0 and self.test.p_drop < self.level
 
 
-@functools.cache
-def power(n_new: int, n_old: int, profiles: int = PROFILES, sd: float = SEED_SD, *,
-          drop: float = DROP, wider: float = 1.0, trials: int = 2_000) -> float:  # fmt: skip
-    """The regression check's chance of blocking one profile whose mean fell `drop` points, with
-    these seeds a side, main's scattering sd points a seed and this change's `wider` times that:
-    its own rule on `trials` simulated pairs of sides, seeded, so the same each time (and worked
-    out once a process). With drop=0 it is the check's false alarms on that profile: alpha() when
-    the spreads match, more when this change's seeds scatter wider (EXPERIMENTS.md)."""
-    rng, level = random.Random(0), alpha(profiles)
-    found = 0
-    for _ in range(trials):
-        new = [rng.gauss(-drop, sd * wider) for _ in range(n_new)]
-        found += dropped(stats.student(new, [rng.gauss(0, sd) for _ in range(n_old)]), level)
-    return found / trials
-
-
-def underpowered(n_new: int, n_old: int, profiles: int = PROFILES) -> str | None:
-    """One line when these seed counts give the regression check less than POWER, with the
+def underpowered(n_new: int, n_old: int, profiles: int) -> str | None:
+    """One line when these seed counts give the regression check less than rates.POWER, with the
     numbers; else None."""
-    if n_new < 2 or n_old < 2:
-        return None  # not judged at all, and said so
-    chance = power(n_new, n_old, profiles)
-    if chance >= POWER:
+    chance = rates.blocks(n_new, n_old, profiles)
+    if chance >= rates.POWER:
         return None
-    low, high = n_new, 200  # power(low) < POWER; the fewest seeds here that reach it, if any
-    if power(high, n_old, profiles) < POWER:
-        needs = "more seeds on main"
-    else:
-        while high - low > 1:
-            middle = (low + high) // 2
-            enough = power(middle, n_old, profiles) >= POWER
-            low, high = (low, middle) if enough else (middle, high)
-        needs = f"{high} seeds here"
+    least = rates.least_seeds(n_old, profiles)
+    needs = "more seeds on main" if least is None else f"{least} seeds here"
     return (
-        f"{n_new} seeds here and {n_old} on main catch a {DROP}-point drop with {chance:.0%} "
-        f"chance at a spread of {SEED_SD} points, under the {POWER:.0%} this check is sized for "
-        f"({needs} would reach it)"
+        f"{n_new} seeds here and {n_old} on main catch a {rates.DROP}-point drop with "
+        f"{chance:.0%} chance at a spread of {rates.SEED_SD} points, under the {rates.POWER:.0%} "
+        f"this check is sized for ({needs} would reach it)"
     )
 
 
@@ -232,5 +217,5 @@ def regressions(
                     f"{name}: this change ran torch {torches(ours)}, main's reference torch "
                     f"{torches(theirs)}; the comparison includes that move"
                 )
-            judged.append(Regression(name, new, old, stats.student(new, old), len(names)))
+            judged.append(Regression(name, new, old, stats.hsu(new, old), len(names)))
     return judged, notes, failures

@@ -5,8 +5,8 @@ passes is decided in mnist_gate.judging. No torch.
 
 import statistics
 
-from . import stats
-from .judging import FALSE_ALARMS, Regression, Verdict, failure, underpowered
+from . import rates, stats
+from .judging import Regression, Verdict, failure, rule, underpowered
 from .profiles import Profile, check_accuracy, check_epochs, check_parameter_count
 from .record import Epoch, Record
 
@@ -108,13 +108,16 @@ def seeds_summary(judged: Verdict) -> str:
             ("", "value", "budget", "result"),
             [
                 # Three decimals: a mean of 99.3967% must not read as the 99.40% it fails.
-                ("mean final-epoch test accuracy", f"{spread.mean:.3%}", f">= {threshold:.2%}",
-                 result(accuracy_failed)),
+                ("mean final-epoch test accuracy", f"{spread.mean:.3%}",
+                 *((f">= {threshold:.2%}", result(accuracy_failed))
+                   if len(runs) < rates.bound_seeds() else ("", ""))),
                 ("min / max", f"{spread.low:.2%} / {spread.high:.2%}", "", ""),
                 ("standard deviation over seeds", f"{spread.sd * 100:.3f} points"
                  + (" (identical runs: no spread to estimate)" if spread.sd == 0 else ""), "", ""),
-                ("95% lower bound on the mean (one-sided, t)",
-                 "n/a" if spread.sd == 0 else f"{spread.lower_bound:.2%}", "", ""),
+                (f"{rates.BOUND_CONFIDENCE:.0%} lower bound on the mean (one-sided, t)",
+                 "n/a" if spread.sd == 0 else f"{spread.lower_bound:.3%}",
+                 *((f">= {threshold:.2%}", result(accuracy_failed))
+                   if len(runs) >= rates.bound_seeds() else ("", ""))),
                 ("P(one more run < threshold), normal fit",
                  "n/a" if spread.sd == 0 else f"{spread.below:.1%}", "", ""),
                 ("model, epochs, parameters (every run)", "",
@@ -123,6 +126,7 @@ def seeds_summary(judged: Verdict) -> str:
             ],
         ),
         "\n".join(f"- {line}" for line in judged.run_failures),
+        rule(len(runs)),
         f"Ran on {places(runs)}.",
     ]  # fmt: skip
     return "\n\n".join(part for part in parts if part) + "\n"
@@ -139,7 +143,8 @@ def comparison(rows: list[tuple], missing: list[str], unreadable: list[str]) -> 
     fixed, broken, McNemar's p, what it says), and a sentence per run without one."""
     parts = []
     if rows:
-        header = ("run", "main", "this change", "fixed", "broken", "McNemar p", "at 5%")
+        header = ("run", "main", "this change", "fixed", "broken", "McNemar p",
+                  f"at 5% over the {len(rows)} runs (Bonferroni)")
         parts.append(table(header, rows))
     if missing:
         parts.append(
@@ -167,8 +172,9 @@ def regression(
         ))  # fmt: skip
     parts = [
         "Each side is a mean over independently trained seeds, so this asks whether the recipe "
-        "got worse, not whether two trained networks differ. It blocks an honest change at most "
-        f"{FALSE_ALARMS:.0%} of the time, every profile together."
+        "got worse, not whether two trained networks differ (Hsu's test). It blocks an honest "
+        f"change at most {rates.FALSE_ALARMS:.0%} of the time, every profile together, however "
+        "its seeds scatter."
     ]
     if reference:
         parts.append(reference)

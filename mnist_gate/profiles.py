@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
+from . import paths, rates
 from .settings import ConfigError, flag, recipe, recipe_names
 
 
@@ -74,6 +74,7 @@ class Gate:
     path: Path
     profiles: dict[str, Profile]
     seed_lists: dict = field(hash=False)  # as written; seeds() checks the one asked for
+    regression: bool = True  # [tool.gate] regression = false switches the check off
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -172,7 +173,36 @@ def load(path: Path | None = None) -> Gate:
         values = {key: checked(where, key, value, kinds[key]) for key, value in budget.items()}
         profiles[name] = Profile(name=name, **values)
     seed_lists = gate.get("seeds", {})
-    return Gate(Path(path), profiles, seed_lists if isinstance(seed_lists, dict) else {})
+    regression = gate.get("regression", True)
+    if not isinstance(regression, bool):
+        raise ConfigError(f"[tool.gate] regression = {regression!r}: must be true or false")
+    found = Gate(Path(path), profiles, seed_lists if isinstance(seed_lists, dict) else {},
+                 regression)  # fmt: skip
+    if regression and {"ci", "reference"} <= set(found.seed_lists):
+        check_power(found)
+    return found
+
+
+def check_power(gate: Gate) -> None:
+    """The ci and reference seed lists, against what the regression check is sized for: a
+    ConfigError in one line, with the least count that would do, when they fall short."""
+    ci, reference, n = gate.seeds("ci"), gate.seeds("reference"), len(gate.profiles)
+    if len(ci) >= 2 and len(reference) >= 2 and rates.blocks(len(ci), len(reference), n) >= (
+        rates.POWER
+    ):
+        return
+    least = rates.least_seeds(len(reference), n) if len(reference) >= 2 else None
+    needs = f"ci needs {least} seeds" if least else "reference needs more seeds"
+    power = (
+        f"{rates.blocks(len(ci), len(reference), n):.0%}"
+        if len(ci) >= 2 and len(reference) >= 2 else "no"
+    )  # fmt: skip
+    raise ConfigError(
+        f"[tool.gate.seeds] in {gate.path.name}: {len(ci)} ci seeds against {len(reference)} "
+        f"reference seeds give the regression check {power} chance of catching a "
+        f"{rates.DROP}-point drop, under the {rates.POWER:.0%} it is sized for; {needs} (or set "
+        "[tool.gate] regression = false)"
+    )
 
 
 def check_seeds(seeds: list, source: str) -> list[int]:

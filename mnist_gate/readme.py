@@ -1,5 +1,5 @@
-"""The README's generated sections (the budgets, the rules, the networks, the results) and
-ARCHITECTURE.md, each from the one place that defines it.
+"""The README's generated sections (the budgets, the rules, the networks, the error rates, the
+results) and ARCHITECTURE.md, each from the one place that defines it.
 
     python -m mnist_gate.readme                    # everything but the results
     python -m mnist_gate.readme runs/heldout/*     # and the results table, from those runs
@@ -11,7 +11,7 @@ import argparse
 import re
 import statistics
 
-from . import checks, networks, paths, profiles, stats
+from . import checks, judging, networks, paths, profiles, rates, stats
 from .markdown import ReportError, table
 from .profiles import ConfigError, Gate
 from .record import Record
@@ -30,6 +30,39 @@ def budgets_table(gate: Gate) -> str:
     header = ("profile", "model", "trainable parameters", "epochs", "final-epoch test accuracy",
               "trains with")  # fmt: skip
     return table(header, rows)
+
+
+def rates_table(gate: Gate) -> str:
+    """Each decision's rule at the seed counts the gate uses, with its error rates both ways,
+    worked out by mnist_gate.rates at the spread the gate is sized for."""
+    honest, under = f"{rates.HONEST:.3f}%", f"{rates.BAR - rates.UNDER:.2f}%"
+    local, ci, reference = (len(gate.seeds(where)) for where in profiles.WHERE)
+    named = {local: "`local`", ci: "`ci`", reference: "`reference`"}
+    rows = []
+    for n in sorted({1, local, 3, rates.bound_seeds(), ci, reference}):
+        rule = ("the run" if n == 1 else "the mean" if n < rates.bound_seeds()
+                else f"the {rates.BOUND_CONFIDENCE:.0%} lower bound on the mean")  # fmt: skip
+        fails = rates.budget_fails(n, rates.HONEST, rates.SEED_SD, rates.BAR)
+        passes = 1 - rates.budget_fails(n, rates.BAR - rates.UNDER, rates.SEED_SD, rates.BAR)
+        rows.append((f"budget, {n} seed{'s' if n > 1 else ''} {named.get(n, '')}".strip(),
+                     f"{rule} >= the bar", f"fails {judging.chance(fails)}",
+                     f"passes {judging.chance(passes)}"))  # fmt: skip
+    n = len(gate.profiles)
+    if gate.regression:
+        worst = max(rates.blocks(ci, reference, n, drop=0.0, wider=w) for w in (0.5, 1, 2, 3))
+        rows.append((
+            f"regression, {ci} seeds against {reference}", f"Hsu's test at {rates.alpha(n):.2%} "
+            f"a profile ({n} profiles)", f"blocks {judging.chance(n * worst)} at most, at any "
+            "spread from 0.5 to 3 times main's",
+            f"a {rates.DROP}-point drop: caught {judging.chance(rates.blocks(ci, reference, n))}",
+        ))  # fmt: skip
+    else:
+        rows.append(("regression", "off ([tool.gate] regression = false)", "", ""))
+    header = ("decision", "rule", f"a recipe of mean {honest} (`Net`)", f"a recipe of mean {under}")
+    return (
+        table(header, rows) + f"\n\nAt {rates.SEED_SD} points of spread a seed and a bar of "
+        f"{rates.BAR:.2f}%; `mnist_gate/rates.py` works each out, `tests/test_rates.py` checks it."
+    )
 
 
 def rules_list(gate: Gate) -> str:
@@ -145,6 +178,7 @@ SECTIONS = {  # section -> (file, what it holds)
     "budgets": (paths.README, budgets_table),
     "rules": (paths.README, rules_list),
     "networks": (paths.README, networks_table),
+    "rates": (paths.README, rates_table),
     "architecture": (paths.ARCHITECTURE, architecture),
 }
 

@@ -316,6 +316,9 @@ def test_a_data_dir_one_level_too_deep_is_a_hint_not_a_download(tmp_path):
 
 
 GOOD = """
+[tool.gate]
+regression = false
+
 [tool.gate.seeds]
 local = [0]
 ci = [0, 1]
@@ -354,10 +357,24 @@ min_accuracy = 0.994
         (lambda t: t.replace("15", "15.5"), "max_epochs = 15.5: must be a whole number"),
         (lambda t: t.replace("15", "true"), "max_epochs = True: must be a whole number"),
         (lambda t: t.replace('"Net"', '""'), "model is empty"),
+        (lambda t: t.replace("regression = false", "regression = true"),
+         "2 ci seeds against 3 reference seeds give the regression check 0% chance of catching a "
+         "0.05-point drop, under the 80% it is sized for; reference needs more seeds (or set "
+         "[tool.gate] regression = false)"),
+        (lambda t: t.replace("regression = false", "").replace("[0, 1, 2]", str(list(range(48)))),
+         "2 ci seeds against 48 reference seeds give the regression check 0% chance of catching "
+         "a 0.05-point drop, under the 80% it is sized for; ci needs 20 seeds"),
+        (lambda t: t.replace("regression = false\n", ""), "under the 80% it is sized for"),
+        (lambda t: t.replace("regression = false", 'regression = "no"'),
+         "[tool.gate] regression = 'no': must be true or false"),
+        (lambda t: t.replace("regression = false", "").replace("ci = [0, 1]", "ci = [0]"),
+         "1 ci seeds against 3 reference seeds give the regression check no chance"),
     ],
     ids=["slash", "dots", "space", "no table", "misspelt", "missing", "toml", "string seed",
          "negative seed", "seed twice", "seeds not a list", "8k", "percent", "zero",
-         "fraction of an epoch", "bool", "no model"],
+         "fraction of an epoch", "bool", "no model", "too few reference seeds", "too few ci seeds",
+         "on by default",
+         "switch not a bool", "one seed"],
 )  # fmt: skip
 def test_a_broken_gate_table_is_one_line_naming_the_key(tmp_path, change, message):
     path = tmp_path / "pyproject.toml"

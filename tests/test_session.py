@@ -16,6 +16,9 @@ from mnist_gate.paths import ROOT
 from .conftest import auto_workers
 
 QUICK = """
+[tool.gate]
+regression = false  # a third profile would need more ci seeds, which no session here trains
+
 [tool.gate.profiles.quick]
 model = "Net"
 max_params = 8000
