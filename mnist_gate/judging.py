@@ -183,15 +183,15 @@ def torches(runs: list[Record]) -> str:
 
 
 def regressions(
-    runs: list[Record], reference: list[Record], known: frozenset[str] | None = None
+    runs: list[Record], reference: list[Record], known: dict[str, Profile] | None = None
 ) -> tuple[list[Regression], list[str], list[str]]:
     """Each profile of runs against main's reference runs of it, at the level that keeps the
-    whole pull request's false alarms at FALSE_ALARMS; a line for each profile that passes
-    unjudged (one the change adds: not in `known`, the base's profiles, nor in the reference);
-    and a line for each profile that fails because it cannot be compared: a side with fewer than
-    two seeds, or sides of two device kinds. The check compares or fails, never passes for want of
-    a comparison. Runs of another torch are compared: a change that moves torch changes its
-    recipe's result, and the line says so."""
+    whole pull request's false alarms at rates.FALSE_ALARMS; a line for each profile that passes
+    unjudged (one the change adds: not in `known`, the base's profiles, nor in the reference; one
+    the base retired that the change no longer trains); and a line for each profile that fails
+    because it cannot be compared: a side with fewer than two seeds, or sides of two device kinds.
+    The check compares or fails, never passes for want of a comparison. Runs of another torch are
+    compared: a change that moves torch changes its recipe's result, and the line says so."""
     names = list(dict.fromkeys(r.name for r in [*runs, *reference]))
     judged, notes, failures = [], [], []
     for name in names:
@@ -201,6 +201,8 @@ def regressions(
         old = [100 * r.final_test_acc for r in theirs]
         if not theirs and known is not None and name not in known:
             notes.append(f"{name}: added by this change, so main has no reference for it yet")
+        elif not ours and known is not None and name in known and known[name].retired:
+            notes.append(f"{name}: retired on main, and this change no longer trains it")
         elif len(new) < 2 or len(old) < 2:
             failures.append(
                 f"{name}: cannot be compared, a side with fewer than two seeds ({len(new)} seeds "

@@ -34,6 +34,9 @@ class Profile:
     min_accuracy: float  # final-epoch test accuracy, a fraction
     min_receptive_field: int | None = None  # pixels, at the map the global pool averages
     train: dict = field(default_factory=dict, hash=False)  # train.py settings the gate trains with
+    # Still trained and judged while a change keeps it; a change judged by a base that retired it
+    # may remove it (README, "Adapting": renaming or removing a profile).
+    retired: bool = False
 
     def recipe(self, cls) -> dict:
         """What the profile trains: its model and train settings over cls's recipe defaults."""
@@ -113,7 +116,7 @@ class Gate:
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")  # a profile's name names folders: runs/gate-<name>-seed<N>
 REQUIRED = {"model": str, "max_params": int, "max_epochs": int, "min_accuracy": float}
-OPTIONAL = {"min_receptive_field": int, "train": dict}
+OPTIONAL = {"min_receptive_field": int, "train": dict, "retired": bool}
 WHERE = ("local", "ci", "reference")
 
 
@@ -135,8 +138,9 @@ def gate_table(path: Path) -> dict:
 def checked(where: str, key: str, value, kind: type):
     """value as the type a budget needs, or a ConfigError naming where it is and what it needs."""
     accepted = int | float if kind is float else kind
-    if isinstance(value, bool) or not isinstance(value, accepted):
-        needs = {str: "a name", int: "a whole number", float: "a number", dict: "a table"}[kind]
+    if (kind is not bool and isinstance(value, bool)) or not isinstance(value, accepted):
+        needs = {str: "a name", int: "a whole number", float: "a number", dict: "a table",
+                 bool: "true or false"}[kind]  # fmt: skip
         raise ConfigError(f"{where} {key} = {value!r}: must be {needs}")
     if key == "min_accuracy" and not 0 < value <= 1:
         raise ConfigError(

@@ -133,7 +133,7 @@ def regression(
     if not found:
         why = no_reference(note, dropped)
         return False, f"{title}**FAIL**: no reference from main to compare with. {why}\n"
-    judged, notes, failures = judging.regressions(runs, found, frozenset(gate.profiles))
+    judged, notes, failures = judging.regressions(runs, found, gate.profiles)
     commits = ", ".join(dict.fromkeys((r.git_commit or "unknown")[:12] for r in found))
     ran = f"Main's reference ran on {markdown.places(found)}, trained by commit {commits}."
     reference = " ".join(filter(None, [about, ran, *dropped]))
@@ -265,14 +265,19 @@ def summary(
     parts, passed = ["## Model gate\n"], True
     strays = sorted({r.name for r in runs} - set(gated))
     unasked = sorted(f"{r.name} seed {r.seed}" for r in runs if r.seed not in seeds)
+    removed = {name for name in base.profiles if name not in ours.profiles}
     missing = [
         f"{name} seed {seed}"
-        for name in gated for seed in seeds
+        for name in gated if not (name in removed and base.profiles[name].retired)
+        for seed in seeds
         if not any(r.name == name and r.seed == seed for r in runs)
     ]  # fmt: skip
+    unretired = sorted(name for name in removed if not base.profiles[name].retired)
     problems = [
         *failed_jobs,
         *(f"{name}: no profile in {budgets_path} has this name" for name in strays),
+        *(f"this change removes profile {name}, which the base has not retired: retire it first "
+          "(retired = true in its budget), then remove it" for name in unretired),
         *(f"{run}: not one of the seeds asked for ({seeds})" for run in unasked),
         *(f"{run}: no finished run" for run in missing),
         *(f"{path} never finished ({runfolder.INCOMPLETE})"

@@ -365,6 +365,8 @@ min_accuracy = 0.994
          "2 ci seeds against 48 reference seeds give the regression check 0% chance of catching "
          "a 0.05-point drop, under the 80% it is sized for; ci needs 20 seeds"),
         (lambda t: t.replace("regression = false\n", ""), "under the 80% it is sized for"),
+        (lambda t: t.replace('"Net"', '"Net"\nretired = "yes"'),
+         "[tool.gate.profiles.8k] retired = 'yes': must be true or false"),
         (lambda t: t.replace("regression = false", 'regression = "no"'),
          "[tool.gate] regression = 'no': must be true or false"),
         (lambda t: t.replace("regression = false", "").replace("ci = [0, 1]", "ci = [0]"),
@@ -373,7 +375,7 @@ min_accuracy = 0.994
     ids=["slash", "dots", "space", "no table", "misspelt", "missing", "toml", "string seed",
          "negative seed", "seed twice", "seeds not a list", "8k", "percent", "zero",
          "fraction of an epoch", "bool", "no model", "too few reference seeds", "too few ci seeds",
-         "on by default",
+         "on by default", "retired not a bool",
          "switch not a bool", "one seed"],
 )  # fmt: skip
 def test_a_broken_gate_table_is_one_line_naming_the_key(tmp_path, change, message):

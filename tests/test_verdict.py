@@ -515,3 +515,41 @@ def test_too_few_seeds_for_the_regression_check_say_so_in_one_line(tmp_path):
         f"{rates.blocks(3, 48, 1):.0%} chance at a spread of 0.055 points, under the 80% this "
         f"check is sized for ({rates.least_seeds(48, 1)} seeds here would reach it)."
     )
+
+
+def without_25k(text: str) -> str:
+    return text[: text.index("[tool.gate.profiles.25k]")] + text[text.index("[tool.pytest"):]
+
+
+def retired_25k(text: str) -> str:
+    return text.replace("[tool.gate.profiles.25k]\n", "[tool.gate.profiles.25k]\nretired = true\n")
+
+
+def test_a_profile_is_removed_by_retiring_it_first(tmp_path, capsys):
+    base, change = tmp_path / "base.toml", tmp_path / "change.toml"
+    base.write_text(paths.PYPROJECT.read_text())
+    change.write_text(without_25k(paths.PYPROJECT.read_text()))
+    passing_runs(tmp_path / "runs", seeds=(0, 1), gate=profiles.load(change))
+    judged = ("--budgets", str(base), "--change-budgets", str(change))
+    assert ci_verdict(tmp_path / "runs", *judged) == 1
+    assert (
+        "this change removes profile 25k, which the base has not retired: retire it first "
+        "(retired = true in its budget), then remove it"
+    ) in capsys.readouterr().out
+    base.write_text(retired_25k(paths.PYPROJECT.read_text()))  # the first change, merged
+    assert profiles.load(base).profiles["25k"].retired
+    assert ci_verdict(tmp_path / "runs", *judged) == 0, capsys.readouterr().out
+
+
+def test_a_retired_profile_the_change_no_longer_trains_is_not_compared(tmp_path, monkeypatch):
+    for seed in range(3):
+        save(tmp_path / "main" / f"gate-8k-seed{seed}", record(0.995, seed=seed))
+        save(tmp_path / "main" / f"gate-25k-seed{seed}", record(0.996, seed=seed, profile="25k"))
+    runs = [record(0.995, seed=s) for s in range(3)]
+    passed, text = verdict.regression(runs, tmp_path / "main")
+    assert not passed and "**FAIL**: 25k: cannot be compared" in text
+    retired = tmp_path / "pyproject.toml"
+    retired.write_text(retired_25k(paths.PYPROJECT.read_text()))
+    monkeypatch.setattr(paths, "PYPROJECT", retired)
+    passed, text = verdict.regression(runs, tmp_path / "main")
+    assert passed and "25k: retired on main, and this change no longer trains it." in text
