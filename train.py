@@ -207,9 +207,12 @@ def train(cfg: Config, profile: Profile | None = None) -> tuple[nn.Module, Recor
     if cfg.limit:
         train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
     test_x, test_y = data["test_x"].unsqueeze(1), data["test_y"]
+    net = networks.build(cfg.model).to(device, memory_format=torch.channels_last)
+    why = networks.untrainable(net, SIZE)
+    if why:
+        raise ConfigError(f"model.{cfg.model} cannot train: {why}")
     cfg = dataclasses.replace(cfg, out=runfolder.claim(cfg.out, cfg.model))
 
-    net = networks.build(cfg.model).to(device, memory_format=torch.channels_last)
     notes = []
     if cfg.small_epochs and cfg.small_size < SIZE:
         why = networks.refuses_side(net, cfg.small_size)

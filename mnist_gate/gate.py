@@ -22,8 +22,13 @@ def judge_seeds(profile: Profile, seeds: list[int], runs: Path | None = None) ->
     runs = runs or paths.RUNS
     records = [runfolder.load_record(runfolder.gate_folder(profile.name, s, runs)) for s in seeds]
     judged = judging.judge(profile, records)
-    paths.write_text(runs / f"gate-{profile.name}.md", markdown.verdict(judged))
+    paths.write_text(verdict_file(profile.name, runs), markdown.verdict(judged))
     return judged
+
+
+def verdict_file(profile: str, runs: Path | None = None) -> Path:
+    """Where the slow tier writes a profile's verdict: runs/gate-<profile>.md."""
+    return (runs or paths.RUNS) / f"gate-{profile}.md"
 
 
 def check_checkpoint(run: Record, net: torch.nn.Module, test: dict) -> None:

@@ -16,13 +16,12 @@ Runs are reused as identical only when the tree keys match and the run is of the
 seed repeats exactly only on the same device model and torch, which the records name.
 """
 
-import argparse
 import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
-from . import paths, profiles
+from . import paths, profiles, settings
 
 # What never changes what the slow tier trains: the documents, CI, the fast tier, the tools beside
 # the gate, and the code that judges runs afresh each time. A change to these alone trains nothing.
@@ -134,7 +133,7 @@ def outputs(kind: str, base: Path, change: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = settings.Parser(
         prog="python -m mnist_gate.key", description="The key of what decides a gate result."
     )
     parser.add_argument("--kind", help="the device kind (gpu, cpu): print CI's lines")

@@ -66,3 +66,12 @@ def refuses_side(net: nn.Module, side: int) -> str | None:
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 10):
         return "its output for them is not (N, 10) logits"
     return None
+
+
+def untrainable(net: nn.Module, side: int) -> str | None:
+    """Why training net cannot even start, or None: nothing to train, or no (N, 10) logits for
+    side x side images. A network that merely breaks a budget rule trains."""
+    if count_parameters(net) == 0:
+        return "it has no trainable parameters"
+    why = refuses_side(net, side)
+    return None if why is None else f"it does not classify {side}x{side} images ({why})"

@@ -75,6 +75,15 @@ def locked(path: Path, busy: str) -> Iterator[None]:
         yield
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """data written whole to path, or a SaveError in one line (a full disk, a read-only folder)."""
+    try:
+        with atomic(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as err:
+        raise SaveError(f"cannot write {path} ({err.strerror})") from None
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic(path) as tmp:
         tmp.write_text(text)

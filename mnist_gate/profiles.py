@@ -9,16 +9,16 @@ the runs read these on a machine without it.
     python -m mnist_gate.profiles jobs ci 0 base/pyproject.toml   # the seeds of another tree
 """
 
+import argparse
 import dataclasses
 import json
 import re
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths, rates
-from .settings import ConfigError, flag, recipe, recipe_names
+from .settings import ConfigError, Parser, flag, recipe, recipe_names
 
 
 class GateError(AssertionError):
@@ -257,18 +257,40 @@ def check_epochs(epochs: int, profile: Profile) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    usage = f"usage: python -m mnist_gate.profiles jobs {{{','.join(WHERE)}}} PER_JOB [PYPROJECT]"
-    if len(argv) not in (3, 4) or argv[0] != "jobs" or argv[1] not in WHERE:
-        sys.exit(usage)
-    if not argv[2].isdigit():
-        sys.exit(usage)
+def seeds_argument(text: str) -> list[int]:
+    """A command line's comma list of seeds, checked as every seed list is (check_seeds)."""
     try:
-        gate = load(Path(argv[3]) if len(argv) == 4 else None)
-        print(json.dumps(jobs(gate.seeds(argv[1]), int(argv[2]))))
+        return check_seeds([int(s) for s in text.split(",")], f"--seeds {text}")
     except ConfigError as err:
-        sys.exit(f"python -m mnist_gate.profiles: error: {err}")
+        raise argparse.ArgumentTypeError(str(err)) from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: seeds are whole numbers from 0, comma-separated, e.g. 0,1,2"
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = Parser(
+        prog="python -m mnist_gate.profiles",
+        description="The gate workflow's jobs: a [tool.gate.seeds] list split among them.",
+    )
+    parser.add_argument("command", choices=["jobs"])
+    parser.add_argument("where", choices=WHERE, help="the seed list")
+    parser.add_argument("per_job", type=count, help="seeds each job trains (0: every seed in one)")
+    parser.add_argument("pyproject", nargs="?", type=Path, help="default: this checkout's")
+    args = parser.parse_args(argv)
+    try:
+        gate = load(args.pyproject)
+        print(json.dumps(jobs(gate.seeds(args.where), args.per_job)))
+    except ConfigError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+
+
+def count(text: str) -> int:
+    """A whole number from 0, for the command line."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,10 @@ results) and ARCHITECTURE.md, each from the one place that defines it.
 A fast test fails when a section drifts from pyproject.toml, mnist_gate.checks or model.py.
 """
 
-import argparse
 import re
 import statistics
 
-from . import checks, judging, networks, paths, profiles, rates, stats
+from . import checks, judging, networks, paths, profiles, rates, settings, stats
 from .markdown import ReportError, table
 from .profiles import ConfigError, Gate
 from .record import Record
@@ -200,18 +199,31 @@ def replace_section(text: str, name: str, body: str) -> str:
 def write_readme(seed_runs, gate: Gate) -> None:
     runs = load_runs(seed_runs)
     check_seed_runs(runs, gate)
-    texts = {path: path.read_text() for path, _ in SECTIONS.values()}
+    texts = {path: read(path) for path, _ in SECTIONS.values()}
     for name, (path, make) in SECTIONS.items():
         texts[path] = replace_section(texts[path], name, make(gate))
     if runs:
         table = results_table(runs, gate)
         texts[paths.README] = replace_section(texts[paths.README], "results", table)
-    for path, text in texts.items():
-        paths.write_text(path, text)
+    for path, text in texts.items():  # every section made before any file is replaced
+        try:
+            paths.write_text(path, text)
+        except OSError as err:
+            raise ReportError(f"cannot write {path} ({err.strerror})") from None
+
+
+def read(path) -> str:
+    """A document this command rewrites, or a ReportError in one line saying why it cannot."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ReportError(f"cannot read {path} ({err.strerror}); restore it from git") from None
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = settings.Parser(
         prog="python -m mnist_gate.readme", description="Rewrite README.md's generated sections."
     )
     parser.add_argument("seed_runs", nargs="*", help="run folders for the results table")

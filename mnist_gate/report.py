@@ -7,7 +7,6 @@ predictions (mnist_gate.runfolder), from which they can be rebuilt. The verdict 
 is mnist_gate.judging's and mnist_gate.markdown's; the README's tables, mnist_gate.readme's.
 """
 
-import argparse
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
-from . import networks, paths, profiles, runfolder  # noqa: E402
+from . import networks, paths, profiles, runfolder, settings  # noqa: E402
 from .data import SIZE, DataError, load_mnist  # noqa: E402
 from .markdown import run_summary  # noqa: E402
 from .profiles import Profile  # noqa: E402
@@ -126,20 +125,31 @@ def write_run_reports(
     profile it trained as (None: none); test_images (10,000 x 28 x 28 uint8) are read from the
     run's data folder unless given."""
     out = run.folder
-    paths.write_text(out / runfolder.SUMMARY, run_summary(run, profile))
-    with paths.atomic(out / runfolder.CURVES) as tmp:
-        plot_curves(run, profile, tmp)
+    # Everything read and worked out first: a report that cannot be made leaves the others as
+    # they were, never some rewritten and some not.
+    pairs = runfolder.load_predictions(out)
+    if pairs is None:
+        raise runfolder.RunError(f"{out} has no {runfolder.PREDICTIONS} to report on")
     if test_images is None:
         test_images = load_mnist(Path(run.config["data_dir"]), ("test",))["test_x"].numpy()
+    summary, layers = run_summary(run, profile), model_summary(net)
+    paths.write_text(out / runfolder.SUMMARY, summary)
+    with paths.atomic(out / runfolder.CURVES) as tmp:
+        plot_curves(run, profile, tmp)
     with paths.atomic(out / runfolder.ERRORS) as tmp:
-        plot_errors(run, runfolder.load_predictions(out), test_images, tmp)
-    paths.write_text(out / runfolder.MODEL_TABLE, model_summary(net))
+        plot_errors(run, pairs, test_images, tmp)
+    paths.write_text(out / runfolder.MODEL_TABLE, layers)
 
 
 def rebuild(folder: Path, gate: profiles.Gate) -> None:
     """A complete run's reports, from its record, checkpoint and predictions, against the budget
     gate holds for its profile."""
     run = runfolder.load_record(folder)
+    if run.model not in networks.names():
+        raise runfolder.RunError(
+            f"{folder} trained {run.model}, which model.py no longer has; its reports stay as "
+            "they were"
+        )
     net = networks.build(run.model)
     weights = runfolder.load_weights(run.folder)
     try:
@@ -152,7 +162,7 @@ def rebuild(folder: Path, gate: profiles.Gate) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = settings.Parser(
         prog="python -m mnist_gate.report", description="Rebuild complete runs' reports."
     )
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")

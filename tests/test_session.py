@@ -191,3 +191,25 @@ def test_an_interrupted_slow_session_exits_130_after_saying_so(tmp_path):
             proc.wait(timeout=60)
         assert proc.returncode == 130, out
         assert "KeyboardInterrupt" in out and "Traceback" not in out, out
+
+
+FAILING_STUB = """
+import pytest
+
+
+@pytest.mark.slow
+def test_a_seed_trains_within_its_budget(profile, seed):
+    pytest.fail("did not train")
+"""
+
+
+def test_a_failed_session_leaves_no_earlier_verdict_reading_pass(tmp_path):
+    root = scratch_project(tmp_path, {"test_gate_slow.py": FAILING_STUB})
+    (root / "runs").mkdir()
+    stale = {name: root / "runs" / f"gate-{name}.md" for name in ("quick", "8k", "25k")}
+    for path in stale.values():
+        path.write_text("### Net (profile quick), seed 0\n\nresult: pass\n")
+    result = pytest_in(root, "-m", "slow", "--profile", "quick,8k", "--seeds", "0", workers="0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not stale["quick"].exists() and not stale["8k"].exists()
+    assert stale["25k"].exists()  # a profile this session does not gate is not its to remove

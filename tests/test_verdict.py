@@ -553,3 +553,11 @@ def test_a_retired_profile_the_change_no_longer_trains_is_not_compared(tmp_path,
     monkeypatch.setattr(paths, "PYPROJECT", retired)
     passed, text = verdict.regression(runs, tmp_path / "main")
     assert passed and "25k: retired on main, and this change no longer trains it." in text
+
+
+@pytest.mark.parametrize("jobs", ["null", "[1]", '{"gate": 1}', "{}", '{"gate": {}}', "{nope", ""])
+def test_a_needs_context_of_another_shape_is_refused_in_one_line(tmp_path, capsys, jobs):
+    passing_runs(tmp_path, seeds=(0, 1))
+    assert ci_verdict(tmp_path, "--jobs", jobs) == 2  # never "nothing to check"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not GitHub's needs context" in err, err

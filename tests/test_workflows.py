@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -39,7 +40,10 @@ def all_jobs():
 
 
 def tool(name: str) -> str:
-    found = shutil.which(name)
+    """An installed tool: beside the Python running the tests first (a virtual environment used
+    without activating it), then on PATH."""
+    found = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                     os.environ.get("PATH", "")]))  # fmt: skip
     if found is None:
         pytest.fail(f"{name} is not installed; pip install -r requirements.txt")
     return found
@@ -64,6 +68,12 @@ def test_the_dependabot_configuration_matches_its_schema_and_moves_the_action_pi
     assert result.returncode == 0, result.stdout + result.stderr
     updates = YAML(typ="safe").load(path.read_text())["updates"]
     assert any(u["package-ecosystem"] == "github-actions" for u in updates)
+
+
+@pytest.mark.parametrize("name", ["check-jsonschema", "zizmor"])
+def test_a_tool_the_project_installs_is_found_without_activating_its_environment(name, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # `.venv/bin/python -m pytest`, not activated
+    assert Path(tool(name)).parent == Path(sys.executable).parent
 
 
 def test_zizmor_pedantic_finds_nothing():
@@ -554,3 +564,15 @@ def test_the_required_check_warns_while_codeowners_names_the_placeholder(tmp_pat
         )  # fmt: skip
         assert result.returncode == 0 and len(result.stdout.splitlines()) == 1, result.stderr
         assert ("still names @OWNER" in summary.read_text()) is warned, summary.read_text()
+
+
+@pytest.mark.parametrize("jobs", ["null", "[]", "{}", '{"gpu": "success"}', '{"gpu": {}}', "{x"])
+def test_the_required_check_refuses_a_needs_context_of_another_shape_in_one_line(jobs):
+    result = subprocess.run(
+        [sys.executable, str(REQUIRED)], capture_output=True, text=True,
+        env={"EVENT": "push", "FORK": "false", "JOBS": jobs, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "is not GitHub's needs context" in (
+        result.stderr
+    ), result.stderr
