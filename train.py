@@ -28,14 +28,14 @@ from torch import nn
 from tqdm import tqdm
 
 from mnist_gate import networks, profiles, runfolder, runtime, settings
-from mnist_gate.data import DATA_DIR, SIZE, TRAIN_IMAGES, DataError, load_mnist
+from mnist_gate.data import DATA_DIR, SIZE, TRAIN_IMAGES, load_mnist
 from mnist_gate.graphs import GraphedEpochs
 from mnist_gate.images import affine_grid, evaluate, normalize, resize
-from mnist_gate.paths import RunFolderError, SaveError
 from mnist_gate.profiles import Profile
 from mnist_gate.record import Record
 from mnist_gate.settings import (
     ConfigError,
+    Refused,
     even_between,
     fraction,
     non_negative,
@@ -45,8 +45,10 @@ from mnist_gate.settings import (
 )
 
 
-class TrainingError(RuntimeError):
+class TrainingError(Refused, RuntimeError):
     """Training went wrong in a way more steps cannot fix."""
+
+    status = 1
 
 
 class Terminated(Exception):
@@ -333,10 +335,8 @@ def main(argv: list[str] | None = None) -> None:
             build=lambda **given: gate.settings(Config, **given),
         )  # fmt: skip
         _, record = train(cfg, gate.profiles.get(cfg.profile))
-    except (ConfigError, DataError, RunFolderError) as err:
-        fail(f"error: {err}", 2)
-    except (TrainingError, SaveError) as err:
-        fail(f"error: {err}", 1)
+    except Refused as err:
+        fail(f"error: {err}", err.status)
     except Terminated:
         fail("terminated; a run folder it had claimed stays marked INCOMPLETE", 143)
     except KeyboardInterrupt:

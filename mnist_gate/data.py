@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import paths
 from .paths import ROOT
+from .settings import Refused
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +33,7 @@ RESTORE = "restore it with `git checkout -- data/` or `python -m scripts.make_mn
 DOWNLOAD_TIMEOUT = 30  # seconds a download may wait for the server before giving up
 
 
-class DataError(Exception):
+class DataError(Refused):
     """A data problem the user can fix; the message is one line that says how."""
 
 

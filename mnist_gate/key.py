@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from . import paths, profiles, settings
+from .settings import Refused
 
 # What never changes what the slow tier trains: the documents, CI, the fast tier, the tools beside
 # the gate, and the code that judges runs afresh each time. A change to these alone trains nothing.
@@ -53,7 +54,7 @@ TRAINS = (
 )
 
 
-class Unkeyed(Exception):
+class Unkeyed(Refused):
     """The key of a tree cannot be worked out; the message is one line that says why."""
 
 
@@ -140,13 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("base", nargs="?", type=Path, default=paths.ROOT)
     parser.add_argument("change", nargs="?", type=Path, help="the change's checkout (with --kind)")
     args = parser.parse_args(argv)
-    try:
-        if args.kind:
-            print(outputs(args.kind, args.base, args.change or args.base))
-        else:
-            print(tree(args.base))
-    except (Unkeyed, profiles.ConfigError, OSError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    if args.kind:
+        print(parser.run(lambda: outputs(args.kind, args.base, args.change or args.base)))
+    else:
+        print(parser.run(lambda: tree(args.base)))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ from . import rates, stats
 from .judging import Regression, Verdict, failure, rule, underpowered
 from .profiles import Profile, check_accuracy, check_epochs, check_parameter_count
 from .record import Epoch, Record
+from .settings import Refused
 
 
-class ReportError(Exception):
+class ReportError(Refused):
     """Runs that cannot be reported as asked; the message is one line that says which and why."""
 
 

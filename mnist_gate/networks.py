@@ -8,8 +8,10 @@ import inspect
 import torch
 from torch import nn
 
+from .settings import Refused
 
-class UnknownNetwork(ValueError):
+
+class UnknownNetwork(Refused, ValueError):
     """A name that is not a network in model.py; the message lists the ones that are."""
 
 

@@ -9,6 +9,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from .settings import Refused
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs"
 PYPROJECT = ROOT / "pyproject.toml"
@@ -29,12 +31,14 @@ def read_bounded(path: Path, limit: int) -> bytes:
     return data
 
 
-class RunFolderError(Exception):
+class RunFolderError(Refused):
     """The run cannot have the folder it asked for; the message is one line that says why."""
 
 
-class SaveError(Exception):
+class SaveError(Refused):
     """A run's file could not be written (a full disk, say); the run stays marked INCOMPLETE."""
+
+    status = 1
 
 
 def make_folder(path: Path, label: str) -> None:

@@ -279,11 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("per_job", type=count, help="seeds each job trains (0: every seed in one)")
     parser.add_argument("pyproject", nargs="?", type=Path, help="default: this checkout's")
     args = parser.parse_args(argv)
-    try:
-        gate = load(args.pyproject)
-        print(json.dumps(jobs(gate.seeds(args.where), args.per_job)))
-    except ConfigError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    seeds = parser.run(lambda: load(args.pyproject).seeds(args.where))
+    print(json.dumps(jobs(seeds, args.per_job)))
 
 
 def count(text: str) -> int:

@@ -12,7 +12,7 @@ import statistics
 
 from . import checks, judging, networks, paths, profiles, rates, settings, stats
 from .markdown import ReportError, table
-from .profiles import ConfigError, Gate
+from .profiles import Gate
 from .record import Record
 from .report import layer_table
 from .tracer import probe
@@ -228,10 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("seed_runs", nargs="*", help="run folders for the results table")
     args = parser.parse_args(argv)
-    try:
-        write_readme(args.seed_runs, profiles.load())
-    except (ReportError, ConfigError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    parser.run(lambda: write_readme(args.seed_runs, profiles.load()))
 
 
 if __name__ == "__main__":

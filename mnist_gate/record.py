@@ -16,10 +16,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .settings import Refused
+
 VERSION = 2  # 2: recipe_settings
 
 
-class RecordError(Exception):
+class RecordError(Refused):
     """A record that cannot be read as one; the message is one line that says which and why."""
 
 

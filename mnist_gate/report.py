@@ -18,10 +18,10 @@ import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
 from . import networks, paths, profiles, runfolder, settings  # noqa: E402
-from .data import SIZE, DataError, load_mnist  # noqa: E402
+from .data import SIZE, load_mnist  # noqa: E402
 from .markdown import run_summary  # noqa: E402
 from .profiles import Profile  # noqa: E402
-from .record import Record, RecordError  # noqa: E402
+from .record import Record  # noqa: E402
 from .tracer import probe  # noqa: E402
 
 ERRORS_SHOWN = 100  # misclassified test images in errors.png, at most
@@ -168,11 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     args = parser.parse_args(argv)
     for folder in args.runs:
-        try:
-            rebuild(folder, profiles.load())
-        except (RecordError, runfolder.RunError, DataError, paths.SaveError,
-                profiles.ConfigError) as err:  # fmt: skip
-            parser.exit(2, f"{parser.prog}: error: {err}\n")
+        parser.run(lambda: rebuild(folder, profiles.load()))  # noqa: B023 (called at once)
         print(f"rebuilt the reports in {folder}")
 
 

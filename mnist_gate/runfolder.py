@@ -32,6 +32,7 @@ import numpy as np
 from . import paths
 from .paths import RunFolderError, SaveError
 from .record import Record, RecordError, from_dict
+from .settings import Refused
 
 INCOMPLETE = "INCOMPLETE"
 CHECKPOINT = "model.pt"
@@ -44,7 +45,7 @@ PREDICTIONS_BYTES = 1_000_000  # 20 kB: 2 x 10,000 bytes and a header
 CHECKPOINT_BYTES = 100_000_000  # a network of a million parameters takes 4 MB
 
 
-class RunError(Exception):
+class RunError(Refused):
     """A run's file that cannot be read as one; the message is one line that says which and
     why."""
 

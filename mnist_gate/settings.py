@@ -16,7 +16,15 @@ import typing
 from dataclasses import field
 
 
-class ConfigError(ValueError):
+class Refused(Exception):
+    """What a command cannot go on with (bad input, a damaged file, a failed write): its message is
+    the one line the command ends with, and `status` its exit status. Parser.run() turns every one
+    into that line, so a new command gets it by construction."""
+
+    status = 2
+
+
+class ConfigError(Refused, ValueError):
     """A setting that cannot work, on the command line or in [tool.gate]; the message is one line
     naming it."""
 
@@ -90,6 +98,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def run(self, action):
+        """action()'s result; a Refused ends the command in its one line and status."""
+        try:
+            return action()
+        except Refused as err:
+            self.exit(err.status, f"{self.prog}: error: {err}\n")
 
 
 def _convert(kind):

@@ -381,24 +381,27 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--keep", type=Path, help="copy the judged runs here when they pass")
     args = parser.parse_args(argv)
-    try:
-        if args.check == "regression" and args.reused:
-            passed, text = True, REUSED_REGRESSION
-        elif args.check == "regression":
-            passed, text = regression(gather(args.runs), args.main, args.main_note, args.main_about)
-        else:
-            jobs = None if args.jobs is None else needs_context(args.jobs)
-            passed, text = summary(
-                args.runs, main_dir=args.main, note=args.main_note, seeds=args.seeds,
-                names=args.profile, budgets_path=args.budgets, change_path=args.change_budgets,
-                jobs=jobs, seeds_from=args.seeds_from, reused=args.reused, tree=args.tree,
-            )  # fmt: skip
-            if passed and args.keep:
-                keep(gather(args.runs), args.keep)
-    except (ReportError, profiles.ConfigError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    passed, text = parser.run(lambda: answer(args))
     print(text)
     sys.exit(0 if passed else 1)
+
+
+def answer(args) -> tuple[bool, str]:
+    """What the command line asked: the regression check, or the budget verdict (and the runs
+    kept to store, when they pass)."""
+    if args.check == "regression" and args.reused:
+        return True, REUSED_REGRESSION
+    if args.check == "regression":
+        return regression(gather(args.runs), args.main, args.main_note, args.main_about)
+    jobs = None if args.jobs is None else needs_context(args.jobs)
+    passed, text = summary(
+        args.runs, main_dir=args.main, note=args.main_note, seeds=args.seeds,
+        names=args.profile, budgets_path=args.budgets, change_path=args.change_budgets,
+        jobs=jobs, seeds_from=args.seeds_from, reused=args.reused, tree=args.tree,
+    )  # fmt: skip
+    if passed and args.keep:
+        keep(gather(args.runs), args.keep)
+    return passed, text
 
 
 REUSED_REGRESSION = (

