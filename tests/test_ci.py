@@ -307,6 +307,18 @@ def test_a_reference_neither_stored_nor_trained_fails_and_says_how_to_make_it(or
     assert "Nothing is stored under gate-cpu-abc" in summary and "Run workflow" in summary
 
 
+def test_a_change_outside_the_key_is_judged_again_on_mains_stored_runs(origin, tmp_path):
+    main, _ = change(origin, {"README.md": "# documents only\n"})
+    tree, judge = "a" * 64, judge_checkout(origin, main, tmp_path / "judge")
+    runs_as_artifacts(judge / "runs" / "reference", tree, seeds=REFERENCE)  # restored, nothing new
+    jobs = json.dumps({"seeds": {"result": "success"}, "gate": {"result": "skipped"}})
+    result, summary = verdict_step(judge, tree, REUSE="true", JOBS=jobs)
+    assert result.returncode == 0, summary + result.stderr
+    assert "Nothing that decides training changed" in summary
+    result, summary = regression_step(judge, REUSE="true")
+    assert result.returncode == 0 and "cannot differ from main's" in summary, result.stderr
+
+
 def test_the_required_check_runs_the_bases_script():
     job = load("gate.yml")["jobs"]["gate"]
     (code,) = [s for s in steps(job) if s.get("uses", "").startswith("actions/checkout")]
