@@ -93,19 +93,12 @@ def rule(n: int) -> str:
     """The accuracy rule the budget verdict holds n seeds to, in a sentence with its rates at the
     spread the gate is sized for (a recipe of the honest mean, and one UNDER points under the
     bar)."""
-    honest = rates.budget_fails(n, rates.HONEST, rates.SEED_SD, rates.BAR)
-    under = 1 - rates.budget_fails(n, rates.BAR - rates.UNDER, rates.SEED_SD, rates.BAR)
-    what = (
-        "that run's accuracy must reach the bar" if n == 1
-        else f"the mean of the {n} seeds must reach the bar" if n < rates.bound_seeds()
-        else f"the one-sided {rates.BOUND_CONFIDENCE:.0%} lower bound on the mean of the {n} seeds "
-        "must reach the bar"
-    )  # fmt: skip
+    honest, under = rates.budget_rates(n)
     return (
-        f"With {n} seed{'s' if n > 1 else ''}, {what}: at a spread of {rates.SEED_SD} points a "
-        f"seed and a bar of {rates.BAR:.2f}%, it fails a recipe whose mean is {rates.HONEST:.3f}% "
-        f"(Net's) {chance(honest)} of the time, and passes one {rates.UNDER} points under the "
-        f"bar {chance(under)} of the time."
+        f"With {n} seed{'s' if n > 1 else ''}, {rates.budget_rule(n)} must reach the bar: at a "
+        f"spread of {rates.SEED_SD} points a seed and a bar of {rates.BAR:.2f}%, it fails a "
+        f"recipe whose mean is {rates.HONEST:.3f}% (Net's) {chance(honest)} of the time, and "
+        f"passes one {rates.UNDER} points under the bar {chance(under)} of the time."
     )
 
 
@@ -173,13 +166,9 @@ def underpowered(n_new: int, n_old: int, profiles: int) -> str | None:
     )
 
 
-def setting(runs: list[Record]) -> str:
-    """The device kinds runs ran on, e.g. "cuda" (several, joined by " and ")."""
-    return " and ".join(dict.fromkeys(r.device_type for r in runs))
-
-
-def torches(runs: list[Record]) -> str:
-    return " and ".join(dict.fromkeys(r.torch for r in runs))
+def each(values) -> str:
+    """Every value once, in order, joined by " and ": "cuda", "2.11.0 and 2.14.1"."""
+    return " and ".join(dict.fromkeys(values))
 
 
 def regressions(
@@ -208,16 +197,19 @@ def regressions(
                 f"{name}: cannot be compared, a side with fewer than two seeds ({len(new)} seeds "
                 f"here, {len(old)} in main's reference)"
             )
-        elif setting(ours) != setting(theirs):
+        elif (kind := each(r.device_type for r in ours)) != (
+            main_kind := each(r.device_type for r in theirs)
+        ):
             failures.append(
-                f"{name}: cannot be compared, this change ran on {setting(ours)} and main's "
-                f"reference on {setting(theirs)}; the reference must be of this gate's kind"
+                f"{name}: cannot be compared, this change ran on {kind} and main's reference on "
+                f"{main_kind}; the reference must be of this gate's kind"
             )
         else:
-            if torches(ours) != torches(theirs):
+            torch, main_torch = each(r.torch for r in ours), each(r.torch for r in theirs)
+            if torch != main_torch:
                 notes.append(
-                    f"{name}: this change ran torch {torches(ours)}, main's reference torch "
-                    f"{torches(theirs)}; the comparison includes that move"
+                    f"{name}: this change ran torch {torch}, main's reference torch {main_torch}; "
+                    "the comparison includes that move"
                 )
             judged.append(Regression(name, new, old, stats.hsu(new, old), len(names)))
     return judged, notes, failures

@@ -38,6 +38,7 @@ JUDGES = (
     "mnist_gate/judging.py",
     "mnist_gate/key.py",
     "mnist_gate/markdown.py",
+    "mnist_gate/rates.py",
     "mnist_gate/readme.py",
     "mnist_gate/stats.py",
     "mnist_gate/tracer.py",

@@ -190,19 +190,15 @@ def load(path: Path | None = None) -> Gate:
 def check_power(gate: Gate) -> None:
     """The ci and reference seed lists, against what the regression check is sized for: a
     ConfigError in one line, with the least count that would do, when they fall short."""
-    ci, reference, n = gate.seeds("ci"), gate.seeds("reference"), len(gate.profiles)
-    if len(ci) >= 2 and len(reference) >= 2 and rates.blocks(len(ci), len(reference), n) >= (
-        rates.POWER
-    ):
+    ci, reference, n = len(gate.seeds("ci")), len(gate.seeds("reference")), len(gate.profiles)
+    chance = rates.blocks(ci, reference, n) if ci >= 2 and reference >= 2 else 0.0
+    if chance >= rates.POWER:
         return
-    least = rates.least_seeds(len(reference), n) if len(reference) >= 2 else None
+    least = rates.least_seeds(reference, n) if reference >= 2 else None
     needs = f"ci needs {least} seeds" if least else "reference needs more seeds"
-    power = (
-        f"{rates.blocks(len(ci), len(reference), n):.0%}"
-        if len(ci) >= 2 and len(reference) >= 2 else "no"
-    )  # fmt: skip
+    power = f"{chance:.0%}" if ci >= 2 and reference >= 2 else "no"
     raise ConfigError(
-        f"[tool.gate.seeds] in {gate.path.name}: {len(ci)} ci seeds against {len(reference)} "
+        f"[tool.gate.seeds] in {gate.path.name}: {ci} ci seeds against {reference} "
         f"reference seeds give the regression check {power} chance of catching a "
         f"{rates.DROP}-point drop, under the {rates.POWER:.0%} it is sized for; {needs} (or set "
         "[tool.gate] regression = false)"

@@ -61,11 +61,32 @@ def alpha(profiles: int) -> float:
 def budget_fails(n: int, mean: float, sd: float, bar: float) -> float:
     """How often the budget verdict fails a recipe of true mean accuracy `mean` and spread sd
     (percent, points) over n seeds, against a bar (percent)."""
-    se = sd / math.sqrt(n)
     if n < bound_seeds():
-        return normal_cdf((bar - mean) / se)
+        return normal_cdf((bar - mean) / (sd / math.sqrt(n)))
+    return _bound_fails(n, mean, sd, bar)
+
+
+def _bound_fails(n: int, mean: float, sd: float, bar: float) -> float:
+    """How often the mean's BOUND_CONFIDENCE lower bound over n seeds falls under the bar."""
+    se = sd / math.sqrt(n)
     t = stats.t_quantile(BOUND_CONFIDENCE, n - 1)
     return sum(w * normal_cdf((bar + t * se * r - mean) / se) for r, w in _spread_ratio(n - 1))
+
+
+def budget_rule(n: int) -> str:
+    """What the budget verdict holds n seeds' accuracy to, in words."""
+    if n == 1:
+        return "the run"
+    if n < bound_seeds():
+        return "the mean"
+    return f"the {BOUND_CONFIDENCE:.0%} lower bound on the mean"
+
+
+def budget_rates(n: int) -> tuple[float, float]:
+    """How often the budget verdict over n seeds fails the honest recipe, and passes one UNDER
+    points under the bar, at SEED_SD."""
+    return (budget_fails(n, HONEST, SEED_SD, BAR),
+            1 - budget_fails(n, BAR - UNDER, SEED_SD, BAR))  # fmt: skip
 
 
 @functools.cache
@@ -74,12 +95,7 @@ def bound_seeds() -> int:
     where that fails an honest recipe no more often than one run of it falls under the bar."""
     one_run = normal_cdf(-(HONEST - BAR) / SEED_SD)
     for n in range(2, 200):
-        t = stats.t_quantile(BOUND_CONFIDENCE, n - 1)
-        se = SEED_SD / math.sqrt(n)
-        fails = sum(
-            w * normal_cdf((BAR + t * se * r - HONEST) / se) for r, w in _spread_ratio(n - 1)
-        )
-        if fails <= one_run:
+        if _bound_fails(n, HONEST, SEED_SD, BAR) <= one_run:
             return n
     raise ValueError("no seed count keeps the bound's honest failures under one run's")
 
@@ -107,9 +123,11 @@ def least_seeds(n_old: int, profiles: int) -> int | None:
     count up to 200 reaches it."""
     if blocks(200, n_old, profiles) < POWER:
         return None
-    low, high = 1, 200  # blocks(low) < POWER <= blocks(high)
+    low, high = 1, 200  # blocks(low) < POWER <= blocks(high); a test needs two seeds a side
     while high - low > 1:
         middle = (low + high) // 2
-        low, high = (low, middle) if middle > 1 and blocks(middle, n_old, profiles) >= POWER else (
-            middle, high)  # fmt: skip
+        if blocks(middle, n_old, profiles) >= POWER:
+            high = middle
+        else:
+            low = middle
     return high

@@ -39,12 +39,9 @@ def rates_table(gate: Gate) -> str:
     named = {local: "`local`", ci: "`ci`", reference: "`reference`"}
     rows = []
     for n in sorted({1, local, 3, rates.bound_seeds(), ci, reference}):
-        rule = ("the run" if n == 1 else "the mean" if n < rates.bound_seeds()
-                else f"the {rates.BOUND_CONFIDENCE:.0%} lower bound on the mean")  # fmt: skip
-        fails = rates.budget_fails(n, rates.HONEST, rates.SEED_SD, rates.BAR)
-        passes = 1 - rates.budget_fails(n, rates.BAR - rates.UNDER, rates.SEED_SD, rates.BAR)
+        fails, passes = rates.budget_rates(n)
         rows.append((f"budget, {n} seed{'s' if n > 1 else ''} {named.get(n, '')}".strip(),
-                     f"{rule} >= the bar", f"fails {judging.chance(fails)}",
+                     f"{rates.budget_rule(n)} >= the bar", f"fails {judging.chance(fails)}",
                      f"passes {judging.chance(passes)}"))  # fmt: skip
     n = len(gate.profiles)
     if gate.regression:

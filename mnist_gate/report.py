@@ -145,11 +145,6 @@ def rebuild(folder: Path, gate: profiles.Gate) -> None:
     """A complete run's reports, from its record, checkpoint and predictions, against the budget
     gate holds for its profile."""
     run = runfolder.load_record(folder)
-    if run.model not in networks.names():
-        raise runfolder.RunError(
-            f"{folder} trained {run.model}, which model.py no longer has; its reports stay as "
-            "they were"
-        )
     net = networks.build(run.model)
     weights = runfolder.load_weights(run.folder)
     try:

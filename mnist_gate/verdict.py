@@ -328,12 +328,12 @@ def summary(
     return passed, "\n".join(parts)
 
 
-def keep(runs: list[Record], folder: Path) -> None:
-    """Copy every judged run into folder, a gate-<profile>-seed<N>/ each: what CI stores as main's
-    reference once the verdict passed it."""
+def keep(runs: Path, folder: Path) -> None:
+    """Copy every run the verdict judged (gather() has checked each one's folder name) into
+    folder: what CI stores as main's reference once the verdict passed it."""
     try:
-        for run in runs:
-            shutil.copytree(run.folder, runfolder.gate_folder(run.name, run.seed, folder))
+        for run in runfolder.gate_runs(runs):
+            shutil.copytree(run, folder / run.name)
     except OSError as err:
         raise ReportError(f"cannot keep the runs in {folder} ({err})") from None
 
@@ -400,7 +400,7 @@ def answer(args) -> tuple[bool, str]:
         jobs=jobs, seeds_from=args.seeds_from, reused=args.reused, tree=args.tree,
     )  # fmt: skip
     if passed and args.keep:
-        keep(gather(args.runs), args.keep)
+        keep(args.runs, args.keep)
     return passed, text
 
 

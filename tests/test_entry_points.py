@@ -24,6 +24,10 @@ def inputs(tmp_path):
     }
 
 
+# A command that takes a folder: none there, an empty one, a file instead.
+FOLDER = {MISSING: lambda p: [p["missing"]], EMPTY: lambda p: [p["empty folder"]],
+          WRONG: lambda p: [p["other"]]}  # fmt: skip
+
 COMMANDS = {
     "train.py": (
         train,
@@ -35,21 +39,9 @@ COMMANDS = {
         {MISSING: lambda p: [p["missing"]], EMPTY: lambda p: [p["empty folder"]],
          WRONG: lambda p: [p["empty folder"], "--seeds", "x"]},
     ),
-    "mnist_gate.report": (
-        "mnist_gate.report",
-        {MISSING: lambda p: [p["missing"]], EMPTY: lambda p: [p["empty folder"]],
-         WRONG: lambda p: [p["other"]]},
-    ),
-    "mnist_gate.readme": (
-        "mnist_gate.readme",
-        {MISSING: lambda p: [p["missing"]], EMPTY: lambda p: [p["empty folder"]],
-         WRONG: lambda p: [p["other"]]},
-    ),
-    "mnist_gate.key": (
-        "mnist_gate.key",
-        {MISSING: lambda p: [p["missing"]], EMPTY: lambda p: [p["empty folder"]],
-         WRONG: lambda p: [p["other"]]},
-    ),
+    "mnist_gate.report": ("mnist_gate.report", FOLDER),
+    "mnist_gate.readme": ("mnist_gate.readme", FOLDER),
+    "mnist_gate.key": ("mnist_gate.key", FOLDER),
     "mnist_gate.profiles": (
         "mnist_gate.profiles",
         {MISSING: lambda p: ["jobs", "ci", "2", p["missing"]],

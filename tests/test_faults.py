@@ -110,7 +110,7 @@ def test_a_run_changed_since_it_trained_is_one_line_and_its_reports_stay(tmp_pat
             {**data, "config": {**data["config"], "data_dir": str(tmp_path / "moved")}})),
          "moved"),
         ("its network gone from model.py", lambda: (run.folder / "metrics.json").write_text(
-            json.dumps({**data, "model": "Gone"})), "trained Gone, which model.py no longer has"),
+            json.dumps({**data, "model": "Gone"})), "'Gone' is not a network in model.py"),
     ]  # fmt: skip
     kept = {name: (run.folder / name).read_bytes() for name in ("metrics.json", PREDICTIONS)}
     for what, change, message in changes:
