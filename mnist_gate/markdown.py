@@ -144,8 +144,15 @@ def comparison(rows: list[tuple], missing: list[str], unreadable: list[str]) -> 
     fixed, broken, McNemar's p, what it says), and a sentence per run without one."""
     parts = []
     if rows:
-        header = ("run", "main", "this change", "fixed", "broken", "McNemar p",
-                  f"at 5% over the {len(rows)} runs (Bonferroni)")
+        header = (
+            "run",
+            "main",
+            "this change",
+            "fixed",
+            "broken",
+            "McNemar p",
+            f"at 5% over the {len(rows)} runs (Bonferroni)",
+        )
         parts.append(table(header, rows))
     if missing:
         parts.append(

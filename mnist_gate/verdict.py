@@ -363,9 +363,7 @@ def main(argv: list[str] | None = None) -> None:
         "--change-budgets", type=Path,
         help="the change's pyproject.toml, read as data: what it would move in the budgets",
     )  # fmt: skip
-    parser.add_argument(
-        "--jobs", help="GitHub's needs context as JSON: every job must succeed"
-    )
+    parser.add_argument("--jobs", help="GitHub's needs context as JSON: every job must succeed")
     parser.add_argument(
         "--seeds-from", choices=profiles.WHERE, default="ci",
         help="without --seeds, the [tool.gate.seeds] list asked for (default: ci)",

@@ -94,9 +94,10 @@ def test_the_budget_rates_agree_with_a_simulation_of_the_rule():
     rng = np.random.default_rng(1)
     for mean in (rates.HONEST, rates.BAR):
         runs = rng.normal(mean, rates.SEED_SD, (trials, n))
-        bound = runs.mean(1) - stats.t_quantile(rates.BOUND_CONFIDENCE, n - 1) * runs.std(
-            1, ddof=1
-        ) / n**0.5
+        bound = (
+            runs.mean(1)
+            - stats.t_quantile(rates.BOUND_CONFIDENCE, n - 1) * runs.std(1, ddof=1) / n**0.5
+        )
         simulated = float(np.mean(bound < rates.BAR))
         worked = rates.budget_fails(n, mean, rates.SEED_SD, rates.BAR)
         assert simulated == pytest.approx(worked, abs=4 * (worked * (1 - worked) / trials) ** 0.5)

@@ -446,10 +446,8 @@ def test_without_mains_seeds_the_regression_check_says_why_and_fails(tmp_path):
     assert not passed and "compare with. Key K not stored." in text
     save(tmp_path / "main" / "gate-8k-seed0", record())
     passed, text = verdict.regression([record(seed=0), record(seed=1)], tmp_path / "main")
-    assert not passed and (
-        "**FAIL**: 8k: cannot be compared, a side with fewer than two seeds (2 seeds here, 1 in "
-        "main's reference)."
-    ) in text
+    cannot = "**FAIL**: 8k: cannot be compared, a side with fewer than two seeds"
+    assert not passed and f"{cannot} (2 seeds here, 1 in main's reference)." in text
     passed, text = verdict.regression([record(seed=0)], tmp_path / "main")
     assert not passed and "(1 seeds here, 1 in main's reference)" in text
 
@@ -483,9 +481,13 @@ def test_runs_of_another_torch_are_compared_and_of_another_device_kind_fail(tmp_
     ) in text
     gpu = [replace(r, device_type="cuda") for r in lower]
     passed, text = verdict.regression(gpu, tmp_path / "main")
-    assert not passed and (
-        "**FAIL**: 8k: cannot be compared, this change ran on cuda and main's reference on cpu"
-    ) in text
+    assert (
+        not passed
+        and (
+            "**FAIL**: 8k: cannot be compared, this change ran on cuda and main's reference on cpu"
+        )
+        in text
+    )
 
 
 def test_damage_on_mains_side_drops_that_run_with_a_sentence(tmp_path):
@@ -518,7 +520,7 @@ def test_too_few_seeds_for_the_regression_check_say_so_in_one_line(tmp_path):
 
 
 def without_25k(text: str) -> str:
-    return text[: text.index("[tool.gate.profiles.25k]")] + text[text.index("[tool.pytest"):]
+    return text[: text.index("[tool.gate.profiles.25k]")] + text[text.index("[tool.pytest") :]
 
 
 def retired_25k(text: str) -> str:
