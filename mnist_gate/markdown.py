@@ -101,10 +101,10 @@ def seeds_summary(judged: Verdict) -> str:
          interval(r), r.epochs, f"{r.parameters:,}", f"{r.wall_seconds:.0f}")
         for r in runs
     ]  # fmt: skip
+    seeds = table(("seed", "final-epoch test accuracy", "", "epochs", "parameters", "wall s"), rows)
     parts = [
         f"### {profile.model} (profile {profile.name}), {len(runs)} seeds: "
         f"{result(accuracy_failed or budget_failed)}",
-        table(("seed", "final-epoch test accuracy", "", "epochs", "parameters", "wall s"), rows),
         table(
             ("", "value", "budget", "result"),
             [
@@ -129,8 +129,65 @@ def seeds_summary(judged: Verdict) -> str:
         "\n".join(f"- {line}" for line in judged.run_failures),
         rule(len(runs)),
         f"Ran on {places(runs)}.",
+        folded("every seed", seeds),
     ]  # fmt: skip
     return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def folded(title: str, text: str) -> str:
+    """Text a reader opens when they want it: `<details>`, closed."""
+    return f"<details><summary>{title}</summary>\n\n{text}\n\n</details>"
+
+
+def accuracy(judged: Verdict) -> str:
+    """The number a verdict decides on: the run's accuracy, the mean of a few seeds, or the mean
+    with the lower bound that many seeds are held to."""
+    n, spread = len(judged.records), judged.spread
+    if n == 1:
+        return f"{spread.mean:.2%}, 1 seed"
+    if n < rates.bound_seeds():
+        return f"mean {spread.mean:.3%} of {n} seeds"
+    bound = "n/a" if spread.sd == 0 else f"{spread.lower_bound:.3%}"
+    return f"mean {spread.mean:.3%} of {n} seeds, {rates.BOUND_CONFIDENCE:.0%} lower bound {bound}"
+
+
+def change(compared: Regression) -> str:
+    """A profile's change against main, in points, with its 95% interval."""
+    low, high = compared.test.interval()
+    return f"{compared.test.change:+.3f} points (95%: {low:+.3f} to {high:+.3f})"
+
+
+def headline(
+    judged: dict[str, Verdict | None],
+    compared: dict[str, Regression | str] | None,
+    passed: bool,
+    reasons: list[str],
+) -> str:
+    """The summary's first lines: the decision, then a row per profile (its budget decision and
+    the number it rests on, and with `compared` its change against main and the regression
+    check's decision, or why there is none), then every reason it failed."""
+    header = ["profile", "budget", "final-epoch test accuracy", "bar"]
+    if compared is not None:
+        header += ["against main", "regression"]
+    rows = []
+    for name, verdict in judged.items():
+        row = [f"`{name}`"]
+        if verdict is None:
+            row += ["**FAIL**", "no runs", ""]
+        else:
+            bar = f">= {verdict.profile.min_accuracy:.2%}"
+            row += [result(not verdict.passed), accuracy(verdict), bar]
+        if compared is not None:
+            found = compared.get(name, "not compared")
+            if isinstance(found, str):
+                row += [found, ""]
+            else:
+                row += [change(found), "**FAIL**: worse" if found.dropped else "pass"]
+        rows.append(row)
+    lines = [f"## Model gate: {result(not passed)}", table(tuple(header), rows)]
+    if reasons:
+        lines.append("\n".join(f"- **FAIL**: {line}" for line in reasons))
+    return "\n\n".join(lines) + "\n"
 
 
 def places(runs) -> str:
@@ -153,7 +210,7 @@ def comparison(rows: list[tuple], missing: list[str], unreadable: list[str]) -> 
             "McNemar p",
             f"at 5% over the {len(rows)} runs (Bonferroni)",
         )
-        parts.append(table(header, rows))
+        parts.append(folded(f"image by image, {len(rows)} runs", table(header, rows)))
     if missing:
         parts.append(
             f"No paired comparison for {', '.join(missing)}: main's gate result has no test "

@@ -2,9 +2,8 @@
 is held to, compare with main, and print the job summary. Judging is mnist_gate.judging's and the
 Markdown mnist_gate.markdown's; this module reads the folders and answers the job.
 
-    python -m mnist_gate.verdict runs --seeds 0                # every runs/gate-*/, by profile
-    python -m mnist_gate.verdict runs --main runs/main         # CI: the ci seeds, with main's
-    python -m mnist_gate.verdict runs --check regression --main runs/main   # against main's seeds
+    python -m mnist_gate.verdict runs --seeds 0          # every runs/gate-*/, by profile
+    python -m mnist_gate.verdict runs --main runs/main   # CI: the ci seeds, against main's
 
 Prints Markdown (the CI job summary) and exits 1 when a check fails, 2 when the runs cannot be
 read. No torch: the CI jobs that gather the runs of several runners have no GPU and install numpy
@@ -14,11 +13,13 @@ alone.
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import data, judging, markdown, paths, profiles, runfolder, settings
+from .judging import Regression
 from .markdown import ReportError
 from .profiles import Profile
 from .record import Record, RecordError
@@ -92,8 +93,8 @@ def no_reference(note: str | None, dropped: list[str]) -> str:
 
 def main_runs(main_dir: Path | None) -> tuple[list[Record], list[str]]:
     """Main's gate runs, and a sentence for each one dropped (a damaged record, a seed found
-    twice) or for why there are none: anything wrong on main's side is never a failure of this
-    change."""
+    twice) or for why there are none: the comparison image by image says it and goes on; the
+    regression check compares with what is left, or fails for want of a reference."""
     if main_dir is None or not main_dir.is_dir():
         return [], [f"The folder {main_dir} does not exist."] if main_dir else []
     found, dropped, seen = [], [], {}
@@ -114,30 +115,53 @@ def main_runs(main_dir: Path | None) -> tuple[list[Record], list[str]]:
     return found, dropped
 
 
+@dataclass(frozen=True)
+class Compared:
+    """The regression check's answer: whether it passed, its section of the summary, for the
+    headline each profile's test (or a few words on why it has none), and the lines it failed."""
+
+    passed: bool
+    text: str
+    rows: dict[str, Regression | str]
+    failures: list[str]
+
+
 def regression(
-    runs: list[Record], main_dir: Path | None, note: str | None = None, about: str | None = None
-) -> tuple[bool, str]:
+    runs: list[Record],
+    main_dir: Path | None,
+    gate: profiles.Gate,
+    note: str | None = None,
+    about: str | None = None,
+) -> Compared:
     """Did the recipe get worse? This change's seeds against main's reference seeds, per profile
-    (judging.regressions), each profile of the budgets this code reads (the base's, in CI) held to
-    a comparison: without main's seeds, or with too few, it fails and says why. about: the
+    (judging.regressions), each profile of the budgets that judge (the base's, in CI) held to a
+    comparison: without main's seeds, or with too few, it fails and says why. about: the
     workflow's sentence on where the reference came from."""
     title = "### Regression against main\n\n"
-    try:
-        gate = profiles.load()
-    except profiles.ConfigError as err:
-        raise ReportError(f"cannot read the budgets ({err})") from None
     if not gate.regression:
-        return True, f"{title}{REGRESSION_OFF}\n"
+        return Compared(True, f"{title}{REGRESSION_OFF}\n", dict.fromkeys(gate.profiles, "off"), [])
     found, dropped = main_runs(main_dir)
     if not found:
-        why = no_reference(note, dropped)
-        return False, f"{title}**FAIL**: no reference from main to compare with. {why}\n"
+        line = f"no reference from main to compare with. {no_reference(note, dropped)}"
+        return Compared(False, f"{title}**FAIL**: {line}\n", {}, [line])
     judged, notes, failures = judging.regressions(runs, found, gate.profiles)
     commits = ", ".join(dict.fromkeys((r.git_commit or "unknown")[:12] for r in found))
     ran = f"Main's reference ran on {markdown.places(found)}, trained by commit {commits}."
     reference = " ".join(filter(None, [about, ran, *dropped]))
-    passed = not failures and not any(r.dropped for r in judged)
-    return passed, markdown.regression(judged, notes, failures, reference)
+    rows: dict[str, Regression | str] = {}
+    for line in notes:
+        name, why = line.split(": ", 1)
+        rows.setdefault(name, why)
+    rows |= {line.split(": ", 1)[0]: "cannot be compared" for line in failures}
+    rows |= {r.name: r for r in judged}
+    worse = [
+        f"{r.name}: the recipe got worse, {markdown.change(r)}, p = {r.test.p_drop:.3g} at "
+        f"{r.level:.2%}"
+        for r in judged
+        if r.dropped
+    ]
+    text = markdown.regression(judged, notes, failures, reference)
+    return Compared(not failures and not worse, text, rows, [*failures, *worse])
 
 
 def gather(folder: Path) -> list[Record]:
@@ -243,8 +267,11 @@ def summary(
     seeds_from: str = "ci",
     reused: bool = False,
     tree: str | None = None,
+    about: str | None = None,
 ) -> tuple[bool, str]:
-    """The verdict over the profiles' runs, and the job summary in Markdown.
+    """The verdict over the profiles' runs, and the job summary in Markdown: its first lines the
+    decision, each profile's (with `main_dir`, its regression check's too) and every reason it
+    failed; then the details.
 
     The runs are judged by the budgets in `budgets_path` (in CI the base's own, since the base's
     code judges); `change_path`, the change's pyproject.toml read as data, only says what the
@@ -254,7 +281,9 @@ def summary(
     else may be there, every job in `jobs` must have succeeded, and with `tree` every run must
     have been trained by a checkout of that tree key. `reused`: the runs are main's stored runs
     of the change's own tree key, so nothing trained (the gate job was skipped) and only the
-    seeds asked for are judged."""
+    seeds asked for are judged. With `main_dir` (and not `reused`) the runs are also checked
+    against main's reference (regression(); `note` and `about` are the workflow's sentences on
+    it)."""
     try:
         base = profiles.load(budgets_path)
         seeds = base.seeds(seeds_from) if seeds is None else seeds
@@ -278,16 +307,16 @@ def summary(
         raise ReportError(f"no profile {', '.join(unknown)} in {budgets_path}")
     changes = budget_changes(base.profiles, ours.profiles)
     gated = {name: gated[name] for name in names or gated}
-    parts, passed = ["## Model gate\n"], True
     strays = sorted({r.name for r in runs} - set(gated))
     unasked = sorted(f"{r.name} seed {r.seed}" for r in runs if r.seed not in seeds)
     removed = {name for name in base.profiles if name not in ours.profiles}
+    expected = [name for name in gated if not (name in removed and base.profiles[name].retired)]
     missing = [
         f"{name} seed {seed}"
-        for name in gated if not (name in removed and base.profiles[name].retired)
+        for name in expected
         for seed in seeds
         if not any(r.name == name and r.seed == seed for r in runs)
-    ]  # fmt: skip
+    ]
     unretired = sorted(name for name in removed if not base.profiles[name].retired)
     problems = [
         *failed_jobs,
@@ -301,6 +330,23 @@ def summary(
         *(f"{r.name} seed {r.seed}: trained by a checkout of tree key {r.key}, not this "
           f"change's {tree}" for r in runs if tree and r.key != tree),
     ]  # fmt: skip
+    judged = {}
+    for name, profile in gated.items():
+        group = [r for r in runs if r.name == name and r.seed in seeds]
+        if group or name in expected:
+            judged[name] = judging.judge(profile, group) if group else None
+    against = None
+    if main_dir is not None and not reused:
+        against = regression(runs, main_dir, base, note, about)
+    elif reused:
+        against = Compared(True, "", dict.fromkeys(judged, "none: these are main's runs"), [])
+    reasons = [
+        *problems,
+        *(f"profile {name}: {line}" for name, j in judged.items() if j for line in j.failures),
+        *(against.failures if against else []),
+    ]
+    passed = not reasons
+    parts = [markdown.headline(judged, against and against.rows, passed, reasons)]
     if not base.regression:
         parts.append(f"{REGRESSION_OFF}\n")
     if reused:
@@ -313,16 +359,9 @@ def summary(
             f"Judged by the budgets of {budgets_path}, not this change's own: "
             + "; ".join(changes) + ".\n"
         )  # fmt: skip
-    if problems:
-        passed = False
-        parts.append("### **FAIL**: the gate did not run as asked\n")
-        parts.append("\n".join(f"- {p}" for p in problems) + "\n")
-    for name, profile in gated.items():
-        group = [r for r in runs if r.name == name and r.seed in seeds]
-        if group:
-            judged = judging.judge(profile, group)
-            passed &= judged.passed
-            parts.append(markdown.verdict(judged))
+    parts += [markdown.verdict(j) for j in judged.values() if j]
+    if against and against.text and base.regression:
+        parts.append(against.text)
     if main_dir is not None or note:
         parts.append(comparison(runs, main_dir, note))
     return passed, "\n".join(parts)
@@ -368,10 +407,6 @@ def main(argv: list[str] | None = None) -> None:
         "--seeds-from", choices=profiles.WHERE, default="ci",
         help="without --seeds, the [tool.gate.seeds] list asked for (default: ci)",
     )  # fmt: skip
-    parser.add_argument(
-        "--check", choices=("budget", "regression"), default="budget",
-        help="budget: the runs against the budgets (default); regression: against main's seeds",
-    )  # fmt: skip
     parser.add_argument("--tree", help="the tree key every run must have been trained by")
     parser.add_argument(
         "--reused", action="store_true",
@@ -385,27 +420,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def answer(args) -> tuple[bool, str]:
-    """What the command line asked: the regression check, or the budget verdict (and the runs
-    kept to store, when they pass)."""
-    if args.check == "regression" and args.reused:
-        return True, REUSED_REGRESSION
-    if args.check == "regression":
-        return regression(gather(args.runs), args.main, args.main_note, args.main_about)
+    """What the command line asked: the verdict (against main too, with --main), and the runs
+    kept to store, when they pass."""
     jobs = None if args.jobs is None else needs_context(args.jobs)
     passed, text = summary(
         args.runs, main_dir=args.main, note=args.main_note, seeds=args.seeds,
         names=args.profile, budgets_path=args.budgets, change_path=args.change_budgets,
         jobs=jobs, seeds_from=args.seeds_from, reused=args.reused, tree=args.tree,
+        about=args.main_about,
     )  # fmt: skip
     if passed and args.keep:
         keep(args.runs, args.keep)
     return passed, text
-
-
-REUSED_REGRESSION = (
-    "### Regression against main\n\nNothing that decides training changed: this change's runs "
-    "are main's stored runs of the same tree key, so they cannot differ from main's.\n"
-)
 
 
 if __name__ == "__main__":

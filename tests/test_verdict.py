@@ -5,6 +5,7 @@ import json
 import shutil
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -265,7 +266,7 @@ def test_the_required_check_is_green_only_when_every_gate_job_succeeded(tmp_path
 def test_a_dead_seed_job_or_a_missing_profile_fails_the_verdict(tmp_path, capsys):
     passing_runs(tmp_path, seeds=(0,))  # seed 1's job died before uploading anything
     assert ci_verdict(tmp_path) == 1
-    assert "- 8k seed 1: no finished run" in capsys.readouterr().out
+    assert "- **FAIL**: 8k seed 1: no finished run" in capsys.readouterr().out
     (tmp_path / "gate-25k-seed0" / "metrics.json").unlink()
     assert ci_verdict(tmp_path, "--seeds", "0") == 1
 
@@ -274,7 +275,8 @@ def test_a_seeds_job_that_failed_leaves_a_failing_verdict_not_a_skipped_one(tmp_
     jobs = json.dumps({"seeds": {"result": "failure"}, "gate": {"result": "skipped"}})
     assert ci_verdict(tmp_path, "--jobs", jobs) == 1
     out = capsys.readouterr().out
-    assert "- job seeds ended failure" in out and "- job gate ended skipped" in out
+    assert "- **FAIL**: job seeds ended failure" in out
+    assert "- **FAIL**: job gate ended skipped" in out
 
 
 def test_a_rerun_job_replaces_its_own_earlier_attempt_and_joins_the_others(tmp_path, capsys):
@@ -290,7 +292,7 @@ def test_a_rerun_job_replaces_its_own_earlier_attempt_and_joins_the_others(tmp_p
     capsys.readouterr()
     assert ci_verdict(tmp_path, "--jobs", jobs) == 1
     out = capsys.readouterr().out
-    assert "- 25k seed 0: no finished run" in out and "| 0 | 99.00% (under) |" in out
+    assert "- **FAIL**: 25k seed 0: no finished run" in out and "| 0 | 99.00% (under) |" in out
 
 
 def test_every_run_must_be_of_the_tree_the_change_has(tmp_path, capsys):
@@ -299,8 +301,9 @@ def test_every_run_must_be_of_the_tree_the_change_has(tmp_path, capsys):
     save(tmp_path / "gate-8k-seed1", record(0.995, seed=1, key="a" * 64))
     assert ci_verdict(tmp_path, "--tree", "b" * 64) == 1
     out = capsys.readouterr().out
-    assert f"- 8k seed 1: trained by a checkout of tree key {'a' * 64}, not this change's" in out
-    assert "- 8k seed 0: trained by a checkout of tree key None" in out
+    tree = f"trained by a checkout of tree key {'a' * 64}, not this change's"
+    assert f"- **FAIL**: 8k seed 1: {tree}" in out
+    assert "- **FAIL**: 8k seed 0: trained by a checkout of tree key None" in out
 
 
 def test_reused_runs_are_judged_on_the_seeds_asked_and_said_to_be_mains(tmp_path, capsys):
@@ -309,10 +312,8 @@ def test_reused_runs_are_judged_on_the_seeds_asked_and_said_to_be_mains(tmp_path
     assert ci_verdict(tmp_path, "--jobs", jobs, "--reused") == 0
     out = capsys.readouterr().out
     assert "Nothing that decides training changed" in out and "2 seeds: pass" in out
+    assert "| `8k` | pass | mean 99.500% of 2 seeds | >= 99.40% | none: these are main's" in out
     assert ci_verdict(tmp_path, "--jobs", jobs) == 1  # without --reused, a skipped gate fails
-    with pytest.raises(SystemExit) as exit:
-        verdict.main([str(tmp_path), "--check", "regression", "--reused"])
-    assert exit.value.code == 0 and "cannot differ from main's" in capsys.readouterr().out
 
 
 def test_main_keeps_its_runs_to_store_only_when_they_pass(tmp_path):
@@ -408,8 +409,15 @@ def test_anything_wrong_with_mains_predictions_is_a_sentence(tmp_path, main_pair
         (main / "test_predictions.npy").write_bytes(main_pairs)
     else:
         np.save(main / "test_predictions.npy", main_pairs, allow_pickle=False)
-    passed, text = summary(tmp_path / "new", tmp_path / "main")
-    assert passed and "No paired comparison for 8k seed 0: " in text and why in text, text
+    text = verdict.comparison(verdict.gather(tmp_path / "new"), tmp_path / "main")
+    assert "No paired comparison for 8k seed 0: " in text and why in text, text
+
+
+def regression(runs: list, main: Path, **sentences) -> tuple[bool, str]:
+    """The regression check of runs against main's, by this checkout's budgets: passed, and its
+    section of the summary."""
+    found = verdict.regression(runs, main, profiles.load(), **sentences)
+    return found.passed, found.text
 
 
 def test_hsus_test_by_hand():
@@ -428,27 +436,27 @@ def test_the_regression_check_fails_on_a_drop_in_the_recipe(tmp_path):
     for seed, acc in enumerate((0.9950, 0.9955, 0.9945, 0.9952, 0.9951, 0.9949)):
         save(tmp_path / "main" / f"gate-8k-seed{seed}", record(acc, seed=seed))
     same = [record(acc, seed=s) for s, acc in enumerate((0.9951, 0.9949, 0.9954))]
-    passed, text = verdict.regression(same, tmp_path / "main", about="Main's run 7.")
+    passed, text = regression(same, tmp_path / "main", about="Main's run 7.")
     assert passed and "| 8k | 99.513% (3) | 99.503% (6) |" in text
     assert (
         "Main's run 7. Main's reference ran on Test CPU (cpu), torch 2.14.1, trained by commit "
         "unknown." in text
     )
     worse = [record(acc, seed=s) for s, acc in enumerate((0.9925, 0.9928, 0.9922))]
-    passed, text = verdict.regression(worse, tmp_path / "main")
+    passed, text = regression(worse, tmp_path / "main")
     assert not passed and "**FAIL**: the recipe got worse" in text
 
 
 def test_without_mains_seeds_the_regression_check_says_why_and_fails(tmp_path):
-    passed, text = verdict.regression([record()], tmp_path / "nowhere")
+    passed, text = regression([record()], tmp_path / "nowhere")
     assert not passed and "**FAIL**: no reference from main to compare with. The folder" in text
-    passed, text = verdict.regression([record()], tmp_path / "nowhere", note="Key K not stored.")
+    passed, text = regression([record()], tmp_path / "nowhere", note="Key K not stored.")
     assert not passed and "compare with. Key K not stored." in text
     save(tmp_path / "main" / "gate-8k-seed0", record())
-    passed, text = verdict.regression([record(seed=0), record(seed=1)], tmp_path / "main")
+    passed, text = regression([record(seed=0), record(seed=1)], tmp_path / "main")
     cannot = "**FAIL**: 8k: cannot be compared, a side with fewer than two seeds"
     assert not passed and f"{cannot} (2 seeds here, 1 in main's reference)." in text
-    passed, text = verdict.regression([record(seed=0)], tmp_path / "main")
+    passed, text = regression([record(seed=0)], tmp_path / "main")
     assert not passed and "(1 seeds here, 1 in main's reference)" in text
 
 
@@ -456,12 +464,12 @@ def test_a_profile_of_the_budgets_missing_on_either_side_fails_and_an_added_one_
     for seed in range(3):
         save(tmp_path / "main" / f"gate-8k-seed{seed}", record(0.995, seed=seed))
     only_25k = [record(0.996, seed=s, profile="25k") for s in range(3)]
-    passed, text = verdict.regression(only_25k, tmp_path / "main")
+    passed, text = regression(only_25k, tmp_path / "main")
     assert not passed and "**FAIL**: 8k: cannot be compared" in text and "(0 seeds here" in text
     assert "**FAIL**: 25k: cannot be compared" in text and "0 in main's reference" in text
     added = [replace(r, profile="added") for r in only_25k]
     both = [record(0.995, seed=s) for s in range(3)] + added
-    passed, text = verdict.regression(both, tmp_path / "main")
+    passed, text = regression(both, tmp_path / "main")
     assert passed and "Added: added by this change, so main has no reference for it yet." in text
 
 
@@ -473,14 +481,14 @@ def test_runs_of_another_torch_are_compared_and_of_another_device_kind_fail(tmp_
         run = record(0.9960, seed=seed, torch="2.11.0")
         save(tmp_path / "main" / ARTIFACT / f"gate-8k-seed{seed}", run)
     lower = [record(0.9930, seed=s) for s in range(3)]
-    passed, text = verdict.regression(lower, tmp_path / "main")
+    passed, text = regression(lower, tmp_path / "main")
     assert not passed and "**FAIL**: the recipe got worse" in text
     assert (
         "8k: this change ran torch 2.14.1, main's reference torch 2.11.0; the comparison "
         "includes that move."
     ) in text
     gpu = [replace(r, device_type="cuda") for r in lower]
-    passed, text = verdict.regression(gpu, tmp_path / "main")
+    passed, text = regression(gpu, tmp_path / "main")
     assert (
         not passed
         and (
@@ -500,7 +508,7 @@ def test_damage_on_mains_side_drops_that_run_with_a_sentence(tmp_path):
         json.dumps({**data, "final_test_acc": "x"})
     )
     (main / "gate-8k-seed2" / "metrics.json").write_text(json.dumps({**data, "history": []}))
-    passed, text = verdict.regression([record(0.995, seed=s) for s in range(3)], main)
+    passed, text = regression([record(0.995, seed=s) for s in range(3)], main)
     assert passed and "| 8k | 99.500% (3) | 99.500% (2) |" in text  # seeds 0 and 3 of main
     assert text.count("Dropped from main's reference:") == 3
     assert "8k seed 0 again, in" in text and "Traceback" not in text
@@ -510,7 +518,7 @@ def test_too_few_seeds_for_the_regression_check_say_so_in_one_line(tmp_path):
     for seed in range(48):
         save(tmp_path / "main" / f"gate-8k-seed{seed}", record(0.995, seed=seed))
     new = [record(0.995, seed=s) for s in range(3)]
-    passed, text = verdict.regression(new, tmp_path / "main")
+    passed, text = regression(new, tmp_path / "main")
     line = next(line for line in text.splitlines() if line.startswith("Too few seeds"))
     assert passed and line == (
         "Too few seeds: 3 seeds here and 48 on main catch a 0.05-point drop with "
@@ -548,12 +556,12 @@ def test_a_retired_profile_the_change_no_longer_trains_is_not_compared(tmp_path,
         save(tmp_path / "main" / f"gate-8k-seed{seed}", record(0.995, seed=seed))
         save(tmp_path / "main" / f"gate-25k-seed{seed}", record(0.996, seed=seed, profile="25k"))
     runs = [record(0.995, seed=s) for s in range(3)]
-    passed, text = verdict.regression(runs, tmp_path / "main")
+    passed, text = regression(runs, tmp_path / "main")
     assert not passed and "**FAIL**: 25k: cannot be compared" in text
     retired = tmp_path / "pyproject.toml"
     retired.write_text(retired_25k(paths.PYPROJECT.read_text()))
     monkeypatch.setattr(paths, "PYPROJECT", retired)
-    passed, text = verdict.regression(runs, tmp_path / "main")
+    passed, text = regression(runs, tmp_path / "main")
     assert passed and "25k: retired on main, and this change no longer trains it." in text
 
 
@@ -563,3 +571,32 @@ def test_a_needs_context_of_another_shape_is_refused_in_one_line(tmp_path, capsy
     assert ci_verdict(tmp_path, "--jobs", jobs) == 2  # never "nothing to check"
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not GitHub's needs context" in err, err
+
+
+def test_a_pull_requests_summary_gives_every_decision_and_change_in_its_first_ten_lines(
+    tmp_path, capsys
+):
+    # The shape CI judges: the ci seeds of each profile against main's reference seeds.
+    gate = profiles.load()
+    for side, seeds, accuracy in (("main", "reference", {"8k": 0.9950, "25k": 0.9962}),
+                                  ("this", "ci", {"8k": 0.9938, "25k": 0.9963})):  # fmt: skip
+        for name, profile in gate.profiles.items():
+            for seed in gate.seeds(seeds):
+                jitter = (seed % 5 - 2) / 10_000  # a spread of a few images
+                run = record(accuracy[name] + jitter, seed=seed, profile=name, model=profile.model,
+                             parameters=profile.max_params - 1)  # fmt: skip
+                save(tmp_path / side / f"gate-{name}-seed{seed}", run)
+    with pytest.raises(SystemExit) as exit:
+        verdict.main([str(tmp_path / "this"), "--main", str(tmp_path / "main")])
+    head = capsys.readouterr().out.splitlines()[:10]
+    assert exit.value.code == 1 and head[0] == "## Model gate: **FAIL**", head
+    eight, twenty_five = (line for line in head if line.startswith("| `"))
+    n = len(gate.seeds("ci"))
+    assert eight.startswith(f"| `8k` | **FAIL** | mean 99.379% of {n} seeds, 99% lower")
+    assert eight.endswith("| **FAIL**: worse |") and "-0.120 points (95%: " in eight
+    assert twenty_five.startswith(f"| `25k` | pass | mean 99.629% of {n} seeds, 99% lower")
+    assert twenty_five.endswith("| pass |") and "+0.010 points (95%: " in twenty_five
+    reasons = [line for line in head if line.startswith("- **FAIL**: ")]
+    bound = f"99% lower bound on the mean of {n} seeds"
+    assert reasons[0].startswith(f"- **FAIL**: profile 8k: {bound}")
+    assert reasons[1].startswith("- **FAIL**: 8k: the recipe got worse, -0.120 points"), head
