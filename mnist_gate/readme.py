@@ -7,15 +7,18 @@ results) and ARCHITECTURE.md, each from the one place that defines it.
 A fast test fails when a section drifts from pyproject.toml, mnist_gate.checks or model.py.
 """
 
+import functools
 import re
 import statistics
+
+from torch import nn
 
 from . import checks, judging, networks, paths, profiles, rates, settings, stats
 from .markdown import ReportError, table
 from .profiles import Gate
 from .record import Record
 from .report import layer_table
-from .tracer import probe
+from .tracer import Probe, probe
 from .verdict import load_runs
 
 
@@ -81,7 +84,7 @@ def results_table(runs: list[Record], gate: Gate) -> str:
         )
         walls = [r.wall_seconds for r in group]
         rows.append((
-            first.model, f"{first.parameters:,}", probe(networks.build(first.model)).rf,
+            first.model, f"{first.parameters:,}", measured(first.model)[1].rf,
             first.epochs, seed_list([r.seed for r in group]),
             f"{100 * spread.low:.2f} / {100 * spread.mean:.2f} / {100 * spread.high:.2f}",
             "" if spread.sd is None else f"{100 * spread.sd:.3f}",
@@ -119,19 +122,32 @@ def seed_list(seeds: list[int]) -> str:
     return ", ".join(map(str, seeds))
 
 
+@functools.cache
+def measured(model: str) -> tuple[nn.Module, Probe]:
+    """A network of model.py and what it computes, probed once for every table that shows it."""
+    net = networks.build(model)
+    return net, probe(net)
+
+
 def gated_networks(gate: Gate) -> list[tuple]:
-    """(profile, network, trainable parameters, receptive field at the classifier)."""
+    """(profile, network, trainable parameters, its probe) of each gated profile."""
     found = []
     for profile in gate.profiles.values():
-        net = checks.build(profile)
-        found.append((profile, net, networks.count_parameters(net), probe(net).rf))
+        checks.build(profile)  # a profile whose network model.py lacks is one line
+        net, probed = measured(profile.model)
+        found.append((profile, net, networks.count_parameters(net), probed))
     return found
 
 
 def networks_table(gate: Gate) -> str:
     rows = [
-        (f"`{p.name}`", f"`model.{p.model}`", f"{count:,}", f"{rf}x{rf}" if rf else "not seen")
-        for p, net, count, rf in gated_networks(gate)
+        (
+            f"`{p.name}`",
+            f"`model.{p.model}`",
+            f"{count:,}",
+            f"{probed.rf}x{probed.rf}" if probed.rf else "not seen",
+        )
+        for p, net, count, probed in gated_networks(gate)
     ]
     return table(("profile", "network", "trainable parameters", "receptive field"), rows)
 
@@ -139,8 +155,8 @@ def networks_table(gate: Gate) -> str:
 def architecture(gate: Gate) -> str:
     return "\n\n".join(
         f"## {p.model} (profile `{p.name}`)\n\n{count:,} parameters, receptive field "
-        f"{rf}x{rf} at the classifier.\n\n{layer_table(net)}"
-        for p, net, count, rf in gated_networks(gate)
+        f"{probed.rf}x{probed.rf} at the classifier.\n\n{layer_table(net, probed)}"
+        for p, net, count, probed in gated_networks(gate)
     )
 
 

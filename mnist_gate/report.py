@@ -22,7 +22,7 @@ from .data import SIZE, load_mnist  # noqa: E402
 from .markdown import run_summary  # noqa: E402
 from .profiles import Profile  # noqa: E402
 from .record import Record  # noqa: E402
-from .tracer import probe  # noqa: E402
+from .tracer import Probe, probe  # noqa: E402
 
 ERRORS_SHOWN = 100  # misclassified test images in errors.png, at most
 
@@ -74,10 +74,11 @@ def model_summary(net: nn.Module) -> str:
     return f"{stats}\n\nReceptive field, layer by layer:\n\n{layer_table(net)}\n"
 
 
-def layer_table(net: nn.Module) -> str:
-    """The architecture as a Markdown table: layer, output shape, receptive field, parameters."""
+def layer_table(net: nn.Module, probed: Probe | None = None) -> str:
+    """The architecture as a Markdown table: layer, output shape, receptive field, parameters
+    (from `probed`, the network's probe where the caller has it)."""
     lines = ["| layer | output | RF | params |", "|---|---|---|---|"]
-    for row in probe(net).rows:
+    for row in (probed or probe(net)).rows:
         shape = "x".join(str(d) for d in row.shape)
         rf = "" if row.rf is None else row.rf
         lines.append(f"| {row.layer} | {shape} | {rf} | {row.params:,} |")

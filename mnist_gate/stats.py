@@ -113,7 +113,10 @@ def mcnemar(fixed: int, broken: int) -> float:
     n = fixed + broken
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(fixed, broken) + 1))
+    term = tail = 1  # C(n, 0); each next term from the last, C(n, k) = C(n, k-1) (n-k+1) / k
+    for k in range(1, min(fixed, broken) + 1):
+        term = term * (n - k + 1) // k
+        tail += term
     return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
 
 

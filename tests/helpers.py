@@ -1,12 +1,18 @@
 """Helpers the tests share: a smoke-sized training config, records built as train.py builds them,
-writable copies of read-only files, and scratch git repositories of this project."""
+writable copies of read-only files, scratch git repositories of this project, and processes
+forked from this one."""
 
 import dataclasses
+import os
 import shutil
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import train
 from mnist_gate import key, profiles, runfolder, runtime, settings
@@ -111,3 +117,60 @@ def project_repo(root: Path) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "base")
     return root
+
+
+@dataclasses.dataclass
+class Forked:
+    """A child of this process, its stdout and stderr piped back: a process of its own to signal
+    and to end, without the seconds a new interpreter spends importing torch."""
+
+    pid: int
+    stdout: object
+    stderr: object
+
+    status: int | None = None
+
+    def wait(self) -> int:
+        """Its exit status as subprocess gives it: the code, or minus the signal that ended it."""
+        if self.status is None:
+            self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.status
+
+    def __enter__(self) -> "Forked":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Ended, whatever the test found: a child left behind would train on unseen."""
+        if self.status is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.wait()
+        self.stdout.close()
+        self.stderr.close()
+
+
+def forked(target: Callable[[], object]) -> Forked:
+    """target() in a forked child, as a command would run it: its own one thread, Ctrl-C
+    raising KeyboardInterrupt, sys.exit's code its exit status."""
+    pipes = [os.pipe(), os.pipe()]
+    pid = os.fork()
+    if pid:
+        for _, write in pipes:
+            os.close(write)
+        out, err = (os.fdopen(read, buffering=1) for read, _ in pipes)
+        return Forked(pid, out, err)
+    status = 1
+    try:
+        for fd, (read, write) in zip((1, 2), pipes, strict=True):
+            os.close(read)
+            os.dup2(write, fd)
+        sys.stdout, sys.stderr = (open(fd, "w", buffering=1, closefd=False) for fd in (1, 2))
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        torch.set_num_threads(1)
+        target()
+        status = 0
+    except SystemExit as exit:
+        status = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)

@@ -118,12 +118,18 @@ def test_a_profile_that_sets_what_train_py_lacks_is_refused():
         typo.settings(train.Config, seed=0)
 
 
-def test_the_real_command_line_exits_2_without_a_traceback():
+def test_the_real_command_line_exits_2_without_a_traceback_or_a_plotting_library():
+    # -X importtime writes a line to stderr for every module the command imports.
     result = subprocess.run(
-        [sys.executable, "train.py", "--epochs", "0"], cwd=ROOT, capture_output=True, text=True
-    )
+        [sys.executable, "-X", "importtime", "train.py", "--epochs", "0"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
     assert result.returncode == 2
-    assert result.stderr == "train.py: error: --epochs must be positive, got 0\n"
+    assert said == ["train.py: error: --epochs must be positive, got 0"]
+    assert any(line.endswith("| torch") for line in imports)  # train.py's imports, all listed
+    assert not [line for line in imports if "matplotlib" in line or "torchinfo" in line]
 
 
 def test_an_earlier_run_is_never_overwritten(tmp_path, capsys):
