@@ -14,7 +14,7 @@ per training step on a CPU (EXPERIMENTS.md, first round, and "Where the time goe
 chosen with ReLU and has not been measured with SiLU.
 
 ARCHITECTURE.md shows both networks layer by layer as they run (output size, receptive field,
-parameters), generated from this file by `python -m mnist_gate.readme`; a fast test fails when it
+parameters), generated from this file by `python -m scripts.readme`; a fast test fails when it
 drifts. Every run's model.txt holds the same table for the network trained.
 """
 

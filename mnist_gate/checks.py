@@ -5,7 +5,7 @@ Every rule is decided on what the network computes when it runs (mnist_gate.trac
 on how its code is spelled. A rule is a function of the network under check (a Subject: the
 network, its profile and the probe's measurements), raising GateError when broken, whose docstring
 is the README's line for it. To add one, write it here and append it to RULES: the fast tier then
-runs it on every gated profile, and `python -m mnist_gate.readme` lists it in the README. A rule
+runs it on every gated profile, and `python -m scripts.readme` lists it in the README. A rule
 that needs a measurement the probe does not take adds a field to tracer.Probe and fills it in
 tracer.probe().
 """

@@ -39,7 +39,6 @@ JUDGES = (
     "mnist_gate/key.py",
     "mnist_gate/markdown.py",
     "mnist_gate/rates.py",
-    "mnist_gate/readme.py",
     "mnist_gate/stats.py",
     "mnist_gate/tracer.py",
     "mnist_gate/verdict.py",
@@ -134,13 +133,18 @@ def outputs(kind: str, base: Path, change: Path) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = settings.Parser(
+def command_line() -> settings.Parser:
+    found = settings.Parser(
         prog="python -m mnist_gate.key", description="The key of what decides a gate result."
     )
-    parser.add_argument("--kind", help="the device kind (gpu, cpu): print CI's lines")
-    parser.add_argument("base", nargs="?", type=Path, default=paths.ROOT)
-    parser.add_argument("change", nargs="?", type=Path, help="the change's checkout (with --kind)")
+    found.add_argument("--kind", help="the device kind (gpu, cpu): print CI's lines")
+    found.add_argument("base", nargs="?", type=Path, default=paths.ROOT, help="the checkout")
+    found.add_argument("change", nargs="?", type=Path, help="the change's checkout (with --kind)")
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line()
     args = parser.parse_args(argv)
     if args.kind:
         print(parser.run(lambda: outputs(args.kind, args.base, args.change or args.base)))

@@ -16,6 +16,7 @@ RUNS = ROOT / "runs"
 PYPROJECT = ROOT / "pyproject.toml"
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "ARCHITECTURE.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
 
 def read_bounded(path: Path, limit: int) -> bytes:

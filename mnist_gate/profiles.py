@@ -118,6 +118,44 @@ NAME = re.compile(r"[A-Za-z0-9_-]+")  # a profile's name names folders: runs/gat
 REQUIRED = {"model": str, "max_params": int, "max_epochs": int, "min_accuracy": float}
 OPTIONAL = {"min_receptive_field": int, "train": dict, "retired": bool}
 WHERE = ("local", "ci", "reference")
+# Every [tool.gate] key: what applies without it, and what it sets (the README's options table).
+KEYS = {
+    "profiles.NAME.model": ("required", "the network class in model.py the profile gates"),
+    "profiles.NAME.max_params": ("required", "trainable parameters must be fewer"),
+    "profiles.NAME.max_epochs": ("required", "the most epochs a run may train"),
+    "profiles.NAME.min_accuracy": ("required", "the final epoch's test accuracy, a fraction"),
+    "profiles.NAME.min_receptive_field": ("none", "pixels the globally pooled map must see"),
+    "profiles.NAME.train": (
+        "train.py's",
+        "the recipe settings it trains with, e.g. `{ epochs = 18 }`",
+    ),
+    "profiles.NAME.retired": ("false", "trained and judged still; a change may then remove it"),
+    "seeds.local": ("required", "the seeds `pytest -m slow` trains"),
+    "seeds.ci": ("required in CI", "the seeds a pull request trains"),
+    "seeds.reference": ("required in CI", "the seeds main trains, to compare pull requests with"),
+    "regression": ("true", "false: no regression check, and every summary says so"),
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting of a pytest session: its flag, the environment variable read without it, and
+    what applies without either."""
+
+    flag: str
+    env: str
+    default: str
+    help: str
+
+
+SESSION = (
+    Option("--profile", "GATE_PROFILE", "all",
+           "the profiles to gate: a name from pyproject.toml, a comma list, or all"),
+    Option("--seeds", "GATE_SEEDS", "`seeds.local`",
+           "a comma list of the seeds the slow tier trains, each profile once per seed"),
+    Option("--defer-verdict", "GATE_DEFER_VERDICT", "off (1: on)",
+           "train and check each run; the verdict over seeds is left to CI's verdict job"),
+)  # fmt: skip
 
 
 def gate_table(path: Path) -> dict:
@@ -265,15 +303,20 @@ def seeds_argument(text: str) -> list[int]:
         ) from None
 
 
-def main(argv: list[str] | None = None) -> None:
+def command_line() -> Parser:
     parser = Parser(
         prog="python -m mnist_gate.profiles",
         description="The gate workflow's jobs: a [tool.gate.seeds] list split among them.",
     )
-    parser.add_argument("command", choices=["jobs"])
+    parser.add_argument("command", choices=["jobs"], help="jobs: print them as JSON")
     parser.add_argument("where", choices=WHERE, help="the seed list")
     parser.add_argument("per_job", type=count, help="seeds each job trains (0: every seed in one)")
     parser.add_argument("pyproject", nargs="?", type=Path, help="default: this checkout's")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line()
     args = parser.parse_args(argv)
     seeds = parser.run(lambda: load(args.pyproject).seeds(args.where))
     print(json.dumps(jobs(seeds, args.per_job)))

@@ -4,7 +4,7 @@
 
 train.train() writes them before it marks a run complete, beside its record, checkpoint and test
 predictions (mnist_gate.runfolder), from which they can be rebuilt. The verdict over several runs
-is mnist_gate.judging's and mnist_gate.markdown's; the README's tables, mnist_gate.readme's.
+is mnist_gate.judging's and mnist_gate.markdown's; the README's tables, scripts.readme's.
 """
 
 from pathlib import Path
@@ -157,11 +157,16 @@ def rebuild(folder: Path, gate: profiles.Gate) -> None:
         write_run_reports(run, net, gate.profiles.get(run.profile))
 
 
-def main(argv: list[str] | None = None) -> None:
+def command_line() -> settings.Parser:
     parser = settings.Parser(
         prog="python -m mnist_gate.report", description="Rebuild complete runs' reports."
     )
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line()
     args = parser.parse_args(argv)
     for folder in args.runs:
         parser.run(lambda: rebuild(folder, profiles.load()))  # noqa: B023 (called at once)

@@ -116,6 +116,12 @@ def _convert(kind):
 def parse(cls, argv: list[str] | None, *, prog: str, description: str, build=None):
     """The command line generated from cls's fields; build(**given) makes the settings from the
     flags given (default: cls itself)."""
+    given = from_fields(cls, prog=prog, description=description).parse_args(argv)
+    return (build or cls)(**vars(given))
+
+
+def from_fields(cls, *, prog: str, description: str) -> Parser:
+    """The command line of cls's fields: a flag each, with its help and default."""
     parser = Parser(prog=prog, description=description)
     for f in dataclasses.fields(cls):
         help = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
@@ -126,4 +132,4 @@ def parse(cls, argv: list[str] | None, *, prog: str, description: str, build=Non
             parser.add_argument(
                 flag(f.name), type=_convert(f.type), metavar=f.name.upper(), **common
             )
-    return (build or cls)(**vars(parser.parse_args(argv)))
+    return parser

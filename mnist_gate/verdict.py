@@ -377,7 +377,7 @@ def keep(runs: Path, folder: Path) -> None:
         raise ReportError(f"cannot keep the runs in {folder} ({err})") from None
 
 
-def main(argv: list[str] | None = None) -> None:
+def command_line() -> settings.Parser:
     parser = settings.Parser(
         prog="python -m mnist_gate.verdict", description="The verdict over a gate's runs."
     )
@@ -413,6 +413,11 @@ def main(argv: list[str] | None = None) -> None:
         help="the runs are main's stored runs of this change's tree key: nothing trained",
     )  # fmt: skip
     parser.add_argument("--keep", type=Path, help="copy the judged runs here when they pass")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line()
     args = parser.parse_args(argv)
     passed, text = parser.run(lambda: answer(args))
     print(text)

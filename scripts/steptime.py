@@ -43,7 +43,7 @@ def step_timer(cfg: train.Config, images, labels, gen):
     return run
 
 
-def main(argv: list[str] | None = None) -> None:
+def command_line() -> Parser:
     parser = Parser(prog="python -m scripts.steptime", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", metavar="MODEL", help="network classes in model.py")
     parser.add_argument(
@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line()
     args = parser.parse_args(argv)
     if len(set(args.models)) < len(args.models):
         parser.error("a network is named twice")

@@ -1,76 +1,84 @@
-"""What the suite gates: --profile NAME[,NAME] or all (else $GATE_PROFILE, else all), and the seeds
-the slow tier trains: --seeds 0,1,2 (else $GATE_SEEDS, else [tool.gate.seeds] local in
-pyproject.toml). --defer-verdict (or GATE_DEFER_VERDICT=1) leaves the verdict over seeds to the CI
-job that gathers every seed's runs."""
+"""What the suite gates, each setting resolved once a session (profiles.SESSION: the flag, else its
+environment variable, else pyproject.toml): --profile NAME[,NAME] or all, and the seeds the slow
+tier trains, --seeds 0,1,2 (else [tool.gate.seeds] local). --defer-verdict leaves the verdict over
+seeds to the CI job that gathers every seed's runs."""
 
 import contextlib
 import os
 import re
 import signal
+from dataclasses import dataclass
 
 import pytest
 
 from mnist_gate import profiles
 
-GATE = pytest.StashKey[profiles.Gate]()
+
+@dataclass(frozen=True)
+class Selection:
+    """What a session gates, resolved once: the profiles, the seeds, and whether the verdict over
+    seeds is left to CI."""
+
+    gate: profiles.Gate
+    profiles: list[profiles.Profile]
+    seeds: list[int]
+    defer_verdict: bool
 
 
-def gate(config) -> profiles.Gate:
-    """[tool.gate] of pyproject.toml, read once a session."""
-    if GATE not in config.stash:
-        config.stash[GATE] = profiles.load()
-    return config.stash[GATE]
+SELECTION = pytest.StashKey[Selection]()
 
 
 def pytest_addoption(parser):
-    parser.addoption(
-        "--profile",
-        default=os.environ.get("GATE_PROFILE", "all"),
-        help="budget profile(s) to gate: a name from pyproject.toml, a comma list, or 'all' "
-        "(default: $GATE_PROFILE, else all)",
-    )
-    parser.addoption(
-        "--seeds",
-        default=os.environ.get("GATE_SEEDS"),
-        help="comma list of seeds the slow tier trains; with several, the verdict is on the mean "
-        "(default: $GATE_SEEDS, else [tool.gate.seeds] local in pyproject.toml)",
-    )
-    parser.addoption(
-        "--defer-verdict",
-        action="store_true",
-        default=os.environ.get("GATE_DEFER_VERDICT") == "1",
-        help="slow tier: train and check each run, and leave the verdict over seeds to the CI "
-        "job that gathers them all (default: $GATE_DEFER_VERDICT=1)",
-    )
+    for option in profiles.SESSION:
+        kind = {"action": "store_const", "const": "1"} if option.flag == "--defer-verdict" else {}
+        parser.addoption(
+            option.flag,
+            **kind,
+            help=f"{option.help} (default: ${option.env}, else {option.default})",
+        )
 
 
-def selected_seeds(config) -> list[int]:
-    """--seeds, else $GATE_SEEDS, else [tool.gate.seeds] local: one seed at least, each once."""
-    wanted = config.getoption("--seeds")
-    if wanted is None:
-        return gate(config).seeds("local")
+def given(config, option: profiles.Option) -> str | None:
+    """An option's value: its flag's, else its environment variable's, else None."""
+    value = config.getoption(option.flag)
+    return os.environ.get(option.env) if value is None else value
+
+
+def selection(config) -> Selection:
+    """The session's Selection, resolved on first use and kept on the config; a bad value is a
+    UsageError in one line, before anything trains."""
+    if SELECTION not in config.stash:
+        config.stash[SELECTION] = resolve(config)
+    return config.stash[SELECTION]
+
+
+def resolve(config) -> Selection:
+    profile, seeds, defer = (given(config, option) for option in profiles.SESSION)
     try:
-        seeds = [int(s) for s in wanted.split(",")]
-    except ValueError:
-        raise pytest.UsageError(
-            f"--seeds takes integers separated by commas, got {wanted!r}"
-        ) from None
-    return profiles.check_seeds(seeds, f"--seeds {wanted!r}")
-
-
-def selected_profiles(config) -> list[profiles.Profile]:
-    gated = gate(config).profiles
-    wanted = config.getoption("--profile")
-    names = list(gated) if wanted == "all" else wanted.split(",")
-    unknown = [name for name in names if name not in gated]
+        gate = profiles.load()
+        if seeds is None:
+            chosen = gate.seeds("local")
+        else:
+            try:
+                chosen = [int(s) for s in seeds.split(",")]
+            except ValueError:
+                raise profiles.ConfigError(
+                    f"--seeds takes integers separated by commas, got {seeds!r}"
+                ) from None
+            chosen = profiles.check_seeds(chosen, f"--seeds {seeds!r}")
+    except profiles.ConfigError as err:
+        raise pytest.UsageError(str(err)) from None
+    names = list(gate.profiles) if profile in (None, "all") else profile.split(",")
+    unknown = [name for name in names if name not in gate.profiles]
     if unknown:
+        defined = ", ".join(gate.profiles)
         raise pytest.UsageError(
-            f"unknown profile {', '.join(unknown)}; pyproject.toml defines {', '.join(gated)}"
+            f"unknown profile {', '.join(unknown)}; pyproject.toml defines {defined}"
         )
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise pytest.UsageError(f"--profile names {twice[0]} twice; each profile is judged once")
-    return [gated[name] for name in names]
+    return Selection(gate, [gate.profiles[name] for name in names], chosen, defer == "1")
 
 
 def pytest_configure(config):
@@ -80,10 +88,10 @@ def pytest_configure(config):
 
     from . import gate_runs
 
+    chosen = selection(config)
     try:
-        seeds = selected_seeds(config)
-        for profile in selected_profiles(config):
-            for seed in seeds:
+        for profile in chosen.profiles:
+            for seed in chosen.seeds:
                 gate_runs.config(profile, seed)
     except ConfigError as err:
         raise pytest.UsageError(str(err)) from None
@@ -127,22 +135,22 @@ def own_the_gate_folders(config) -> None:
     config.add_cleanup(held.close)
     from mnist_gate.gate import verdict_file
 
-    for profile in selected_profiles(config):  # an earlier session's verdict is not this one's
+    for profile in selection(config).profiles:  # an earlier session's verdict is not this one's
         verdict_file(profile.name).unlink(missing_ok=True)
 
 
 def pytest_report_header(config):
-    names = ", ".join(p.name for p in selected_profiles(config))
-    seeds = ", ".join(map(str, selected_seeds(config)))
+    names = ", ".join(p.name for p in selection(config).profiles)
+    seeds = ", ".join(map(str, selection(config).seeds))
     return f"gated profiles: {names}; slow-tier seeds: {seeds}"
 
 
 def pytest_generate_tests(metafunc):
     if "profile" in metafunc.fixturenames:
-        profiles = selected_profiles(metafunc.config)
-        metafunc.parametrize("profile", profiles, ids=[p.name for p in profiles], scope="session")
+        gated = selection(metafunc.config).profiles
+        metafunc.parametrize("profile", gated, ids=[p.name for p in gated], scope="session")
     if "seed" in metafunc.fixturenames:
-        seeds = selected_seeds(metafunc.config)
+        seeds = selection(metafunc.config).seeds
         metafunc.parametrize("seed", seeds, ids=[f"seed{s}" for s in seeds])
 
 
@@ -170,12 +178,11 @@ def pytest_xdist_auto_num_workers(config):
         return None
     import torch
 
-    from mnist_gate.settings import ConfigError
-
     try:
-        runs = len(selected_profiles(config)) * len(selected_seeds(config))
-    except ConfigError:
+        chosen = selection(config)
+    except pytest.UsageError:
         return None  # pytest_configure says what is wrong, in one line
+    runs = len(chosen.profiles) * len(chosen.seeds)
     gpu_gib = None
     if torch.cuda.is_available():
         gpu_gib = torch.cuda.get_device_properties(0).total_memory // 2**30
@@ -230,7 +237,7 @@ class SlowTierVerdict:
         if not self.ran:
             return  # no slow-tier run
         self.not_judged = not_judged(self.config, self.ran)
-        if not self.config.getoption("--defer-verdict"):  # else CI's verdict job judges them all
+        if not selection(self.config).defer_verdict:  # else CI's verdict job judges them all
             self.verdicts = session_verdicts(self.config, self.ran)
         if self.not_judged or not all(v.passed for v in self.verdicts):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -257,11 +264,11 @@ def session_verdicts(config, ran: dict[str, list[int]]) -> list:
     """judge() on each profile whose every selected seed trained and kept its budget."""
     from mnist_gate.gate import judge_seeds
 
-    seeds = selected_seeds(config)
+    chosen = selection(config)
     return [
-        judge_seeds(profile, seeds)
-        for profile in selected_profiles(config)
-        if sorted(ran.get(profile.name, [])) == sorted(seeds)
+        judge_seeds(profile, chosen.seeds)
+        for profile in chosen.profiles
+        if sorted(ran.get(profile.name, [])) == sorted(chosen.seeds)
     ]
 
 
@@ -271,7 +278,7 @@ def not_judged(config, ran: dict[str, list[int]]) -> list[str]:
     is no verdict."""
     return [
         f"profile {profile.name} seed {seed}: not trained and judged in this session"
-        for profile in selected_profiles(config)
-        for seed in selected_seeds(config)
+        for profile in selection(config).profiles
+        for seed in selection(config).seeds
         if seed not in ran.get(profile.name, [])
     ]

@@ -40,7 +40,7 @@ COMMANDS = {
          WRONG: lambda p: [p["empty folder"], "--seeds", "x"]},
     ),
     "mnist_gate.report": ("mnist_gate.report", FOLDER),
-    "mnist_gate.readme": ("mnist_gate.readme", FOLDER),
+    "scripts.readme": ("scripts.readme", FOLDER),
     "mnist_gate.key": ("mnist_gate.key", FOLDER),
     "mnist_gate.profiles": (
         "mnist_gate.profiles",

@@ -315,8 +315,8 @@ def test_a_profile_with_a_misspelled_setting_stops_the_suite_before_any_test(mon
 
     typo = profiles.Profile("8k", "Net", 8000, 15, 0.994, train={"epoch": 12})
     gate = profiles.Gate(ROOT / "pyproject.toml", {"8k": typo}, {"local": [0]})
-    options = {"--profile": "all", "--seeds": None}
-    config = SimpleNamespace(getoption=options.get, stash={conftest.GATE: gate})
+    chosen = conftest.Selection(gate, [typo], [0], defer_verdict=False)
+    config = SimpleNamespace(stash={conftest.SELECTION: chosen})
     with pytest.raises(pytest.UsageError, match="profile 8k sets 'epoch', which is not"):
         conftest.pytest_configure(config)
 

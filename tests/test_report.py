@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mnist_gate import paths, profiles, readme, report
+from mnist_gate import paths, profiles, report
+from scripts import readme
 
 from .helpers import record, save
 
@@ -16,7 +17,7 @@ def test_the_readme_says_what_the_code_says(name):
     found = readme.section(path.read_text(), name)
     assert found, f"{path.name} has no generated:{name} section"
     assert found.group(2).strip() == make(profiles.load()).strip(), (
-        f"{path.name}'s {name} no longer matches the code; run `python -m mnist_gate.readme`"
+        f"{path.name}'s {name} no longer matches the code; run `python -m scripts.readme`"
     )
 
 
@@ -103,16 +104,24 @@ def test_documents_it_cannot_rewrite_are_one_line_and_none_is_touched(
     tmp_path, monkeypatch, capsys, damage, message
 ):
     readme_md, arch = tmp_path / "README.md", tmp_path / "ARCHITECTURE.md"
-    readme_md.write_text(paths.README.read_text())
-    arch.write_text(paths.ARCHITECTURE.read_text())
-    where = {paths.README: readme_md, paths.ARCHITECTURE: arch}
+    operations = tmp_path / "operations.md"
+    where = {paths.README: readme_md, paths.ARCHITECTURE: arch, paths.OPERATIONS: operations}
+    for real, copy in where.items():
+        copy.write_text(real.read_text())
     monkeypatch.setattr(readme, "SECTIONS", {
         name: (where[path], make) for name, (path, make) in readme.SECTIONS.items()
     })  # fmt: skip
     damage(readme_md, arch)
-    before = {p: p.read_bytes() for p in (readme_md, arch) if p.exists()}
+    before = {p: p.read_bytes() for p in where.values() if p.exists()}
     with pytest.raises(SystemExit) as exit:
         readme.main([])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
-    assert {p: p.read_bytes() for p in (readme_md, arch) if p.exists()} == before
+    assert {p: p.read_bytes() for p in where.values() if p.exists()} == before
+
+
+def test_the_options_table_names_every_key_a_budget_takes():
+    named = {key.split(".")[-1] for key in profiles.KEYS if key.startswith("profiles.NAME.")}
+    assert named == set(profiles.REQUIRED) | set(profiles.OPTIONAL)
+    seeds = {key.split(".")[-1] for key in profiles.KEYS if key.startswith("seeds.")}
+    assert seeds == set(profiles.WHERE)

@@ -1,25 +1,31 @@
-"""The README's generated sections (the budgets, the rules, the networks, the error rates, the
-results) and ARCHITECTURE.md, each from the one place that defines it.
+"""The documents' generated sections (the README's budgets, rules, networks, error rates, options
+and results, ARCHITECTURE.md, the CI flags in docs/operations.md), each from the one place that
+defines it.
 
-    python -m mnist_gate.readme                    # everything but the results
-    python -m mnist_gate.readme runs/heldout/*     # and the results table, from those runs
+    python -m scripts.readme                    # everything but the results
+    python -m scripts.readme runs/heldout/*     # and the results table, from those runs
 
-A fast test fails when a section drifts from pyproject.toml, mnist_gate.checks or model.py.
+A fast test fails when a section drifts from the code or pyproject.toml.
 """
 
+import argparse
+import dataclasses
 import functools
+import importlib
 import re
 import statistics
+from pathlib import Path
 
 from torch import nn
 
-from . import checks, judging, networks, paths, profiles, rates, settings, stats
-from .markdown import ReportError, table
-from .profiles import Gate
-from .record import Record
-from .report import layer_table
-from .tracer import Probe, probe
-from .verdict import load_runs
+import train
+from mnist_gate import checks, judging, networks, paths, profiles, rates, settings, stats
+from mnist_gate.markdown import ReportError, table
+from mnist_gate.profiles import Gate
+from mnist_gate.record import Record
+from mnist_gate.report import layer_table
+from mnist_gate.tracer import Probe, probe
+from mnist_gate.verdict import load_runs
 
 
 def budgets_table(gate: Gate) -> str:
@@ -62,6 +68,69 @@ def rates_table(gate: Gate) -> str:
         table(header, rows) + f"\n\nAt {rates.SEED_SD} points of spread a seed and a bar of "
         f"{rates.BAR:.2f}%; `mnist_gate/rates.py` works each out, `tests/test_rates.py` checks it."
     )
+
+
+# The commands whose flags the options tables list, each with a command_line() parser; CI's own
+# flags (those CI_FLAGS names) go in docs/operations.md, every other in the README.
+COMMANDS = ("mnist_gate.verdict", "mnist_gate.report", "scripts.readme", "scripts.benchmark",
+            "scripts.steptime", "scripts.make_mnist", "mnist_gate.key",
+            "mnist_gate.profiles")  # fmt: skip
+CI_FLAGS = {
+    "mnist_gate.verdict": {"--main-note", "--main-about", "--budgets", "--change-budgets", "--jobs",
+                           "--seeds-from", "--tree", "--reused", "--keep"},
+    "mnist_gate.key": None,  # all of them
+    "mnist_gate.profiles": None,
+}  # fmt: skip
+
+
+def default(value) -> str:
+    """A default as the options tables show it: on or off, a path from the repository's root."""
+    if value is None or value is argparse.SUPPRESS:
+        return ""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, Path) and value.is_relative_to(paths.ROOT):
+        value = value.relative_to(paths.ROOT) if value != paths.ROOT else "."
+    return f"`{value}`"
+
+
+def flags(ci: bool) -> list[tuple]:
+    """(command, flag, default, help) of every command's flags: CI's own, or everyone else's."""
+    rows = []
+    for module in COMMANDS:
+        ci_only = CI_FLAGS.get(module, set())
+        for action in importlib.import_module(module).command_line()._actions:
+            name = ", ".join(action.option_strings) or action.dest
+            if isinstance(action, argparse._HelpAction) or not action.option_strings and not ci:
+                continue  # positional arguments: --help says them
+            if (ci_only is None or name in ci_only) is ci:
+                rows.append((f"`python -m {module}`", f"`{name}`", default(action.default),
+                             action.help or ""))  # fmt: skip
+    return rows
+
+
+def options_table(gate: Gate) -> str:
+    """Every setting a user gives: train.py's (the recipe's through --help), the pytest session's
+    with their environment variables, the [tool.gate] keys and every command's flags."""
+    rows = [
+        ("`python train.py`", f"`{settings.flag(f.name)}`", default(f.default), f.metadata["help"])
+        for f in dataclasses.fields(train.Config)
+        if not f.metadata["recipe"]
+    ]
+    rows.append(("`python train.py`", "`--epochs`, `--lr`, ...", "the profile's, else train.py's",
+                 "the recipe: `python train.py --help` lists every setting"))  # fmt: skip
+    rows += [("`pytest`", f"`{o.flag}`, `{o.env}`", o.default, o.help) for o in profiles.SESSION]
+    rows.append(("`pytest -n auto`", "`PYTEST_XDIST_AUTO_NUM_WORKERS`",
+                 "a worker per run, as the machine allows", "the slow tier's workers"))  # fmt: skip
+    rows += [("`pyproject.toml`", f"`[tool.gate] {key}`", without, what)
+             for key, (without, what) in profiles.KEYS.items()]  # fmt: skip
+    rows += flags(ci=False)
+    return table(("command", "option", "default", "what it sets"), rows)
+
+
+def ci_options_table(gate: Gate) -> str:
+    """The flags and arguments only CI's steps give."""
+    return table(("command", "option", "default", "what it sets"), flags(ci=True))
 
 
 def rules_list(gate: Gate) -> str:
@@ -191,6 +260,8 @@ SECTIONS = {  # section -> (file, what it holds)
     "rules": (paths.README, rules_list),
     "networks": (paths.README, networks_table),
     "rates": (paths.README, rates_table),
+    "options": (paths.README, options_table),
+    "ci-options": (paths.OPERATIONS, ci_options_table),
     "architecture": (paths.ARCHITECTURE, architecture),
 }
 
@@ -235,11 +306,16 @@ def read(path) -> str:
         raise ReportError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
-def main(argv: list[str] | None = None) -> None:
+def command_line() -> settings.Parser:
     parser = settings.Parser(
-        prog="python -m mnist_gate.readme", description="Rewrite README.md's generated sections."
+        prog="python -m scripts.readme", description="Rewrite README.md's generated sections."
     )
     parser.add_argument("seed_runs", nargs="*", help="run folders for the results table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line()
     args = parser.parse_args(argv)
     parser.run(lambda: write_readme(args.seed_runs, profiles.load()))
 
