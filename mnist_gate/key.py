@@ -24,11 +24,13 @@ from pathlib import Path
 from . import paths, profiles, settings
 from .settings import Refused
 
-# What never changes what the slow tier trains: the documents, CI, the fast tier, the tools beside
-# the gate, and the code that judges runs afresh each time. A change to these alone trains nothing.
+# What never changes what the slow tier trains: the documents and the records behind them, CI, the
+# fast tier, the tools beside the gate, and the code that judges runs afresh each time. A change to
+# these alone trains nothing.
 JUDGES = (
     "*.md",
     "docs/",
+    "results/",
     ".github/",
     ".ci/",
     ".gitignore",

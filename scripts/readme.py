@@ -3,7 +3,7 @@ and results, ARCHITECTURE.md, the CI flags in docs/operations.md), each from the
 defines it.
 
     python -m scripts.readme                    # everything but the results
-    python -m scripts.readme runs/heldout/*     # and the results table, from those runs
+    python -m scripts.readme results/*/*        # and the results table, from those runs
 
 A fast test fails when a section drifts from the code or pyproject.toml.
 """

@@ -186,7 +186,7 @@ def test_a_fixed_size_network_trains_at_full_size_and_says_so(tmp_path, monkeypa
 
     monkeypatch.setattr(model, "FixedPool", FixedPool, raising=False)
     cfg = train.Config(model="FixedPool", epochs=2, small_epochs=1, limit=256, progress=False,
-                       out=tmp_path / "run")  # fmt: skip
+                       reports=False, out=tmp_path / "run")  # fmt: skip
     _, run = train.train(cfg)
     assert [row.size for row in run.history] == [28, 28]
     assert list(run.notes) == [
@@ -625,4 +625,4 @@ NETWORKS = [
 def test_every_network_here_gets_a_verdict_from_every_rule_never_a_traceback(net):
     torch.manual_seed(0)
     # Every rule (WITH_RF asks for all of them): a pass or its one-line GateError, nothing else.
-    verdicts(net(), WITH_RF)
+    assert set(verdicts(net(), WITH_RF)) == {checks.name(rule) for rule in checks.RULES}

@@ -2,10 +2,12 @@
 
 import dataclasses
 
+import matplotlib.figure
 import numpy as np
 import pytest
 
 from mnist_gate import paths, profiles, report
+from mnist_gate.verdict import load_runs
 from scripts import readme
 
 from .helpers import record, save
@@ -21,8 +23,12 @@ def test_the_readme_says_what_the_code_says(name):
     )
 
 
-def test_the_readme_has_a_results_section():
-    assert readme.section(paths.README.read_text(), "results")
+def test_the_results_table_is_the_committed_records():
+    found = readme.section(paths.README.read_text(), "results")
+    runs = load_runs(sorted((paths.ROOT / "results").glob("*/*")))
+    assert runs and found.group(2).strip() == readme.results_table(runs, profiles.load()), (
+        "README.md's results no longer match results/; run `python -m scripts.readme results/*/*`"
+    )
 
 
 def runs_on(device: str, profile: str | None, seeds):
@@ -74,17 +80,48 @@ def test_the_readme_refuses_runs_that_do_not_belong_together(tmp_path, runs, mes
     assert paths.README.read_text() == before
 
 
-def test_the_curves_are_drawn(tmp_path):
-    report.plot_curves(record(0.9945), profiles.load().profile("8k"), tmp_path / "curves.png")
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """Every figure a test saves, kept to look at after it is written."""
+    figures = []
+    save = matplotlib.figure.Figure.savefig
+
+    def keeping(figure, *args, **kwargs):
+        figures.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keeping)
+    return figures
+
+
+def test_the_curves_are_drawn(tmp_path, drawn):
+    run = record(0.9945)
+    report.plot_curves(run, profiles.load().profile("8k"), tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (figure,) = drawn
+    loss, accuracy = figure.axes
+    assert figure.get_suptitle().endswith("final-epoch test accuracy 99.45%")
+    assert [list(line.get_ydata()) for line in loss.lines] == [
+        [h.train_loss for h in run.history], [h.test_loss for h in run.history]
+    ]  # fmt: skip
+    test = accuracy.lines[1]
+    assert list(test.get_ydata()) == pytest.approx([100 * h.test_acc for h in run.history])
+    assert accuracy.lines[2].get_label() == "gate: 99.4%"
 
 
-def test_the_errors_are_drawn_as_a_grid(tmp_path):
+def test_the_errors_are_drawn_as_a_grid(tmp_path, drawn):
     images = np.zeros((300, 28, 28), dtype=np.uint8)
+    images[[3, 299]] = [[[77]], [[201]]]  # the two misclassified digits
     pairs = np.array([np.arange(300) % 10, np.arange(300) % 10], dtype=np.uint8)
-    pairs[1, [3, 50, 299]] = 0
+    pairs[1, [3, 50, 299]] = 0  # image 50 is a 0: right all along
     report.plot_errors(record(0.99), pairs, images, tmp_path / "errors.png")
     assert (tmp_path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (figure,) = drawn
+    (grid,) = figure.axes
+    assert [text.get_text() for text in grid.texts] == ["3 as 0", "9 as 0"]
+    assert "2 of 300 test images misclassified" in figure.get_suptitle()
+    shown = grid.images[0].get_array()
+    assert (shown == 77).sum() == (shown == 201).sum() == 28 * 28
 
 
 @pytest.mark.parametrize(
