@@ -173,43 +173,43 @@ def each(values) -> str:
 
 def regressions(
     runs: list[Record], reference: list[Record], known: dict[str, Profile] | None = None
-) -> tuple[list[Regression], list[str], list[str]]:
+) -> tuple[list[Regression], dict[str, str], dict[str, str]]:
     """Each profile of runs against main's reference runs of it, at the level that keeps the
     whole pull request's false alarms at rates.FALSE_ALARMS; a line for each profile that passes
     unjudged (one the change adds: not in `known`, the base's profiles, nor in the reference; one
-    the base retired that the change no longer trains); and a line for each profile that fails
-    because it cannot be compared: a side with fewer than two seeds, or sides of two device kinds.
+    the base retired that the change no longer trains); and why each profile fails that cannot be
+    compared (each by profile name): a side with fewer than two seeds, or sides of two device kinds.
     The check compares or fails, never passes for want of a comparison. Runs of another torch are
     compared: a change that moves torch changes its recipe's result, and the line says so."""
     names = list(dict.fromkeys(r.name for r in [*runs, *reference]))
-    judged, notes, failures = [], [], []
+    judged, notes, failures = [], {}, {}
     for name in names:
         ours = [r for r in runs if r.name == name]
         theirs = [r for r in reference if r.name == name]
         new = [100 * r.final_test_acc for r in ours]
         old = [100 * r.final_test_acc for r in theirs]
         if not theirs and known is not None and name not in known:
-            notes.append(f"{name}: added by this change, so main has no reference for it yet")
+            notes[name] = "added by this change, so main has no reference for it yet"
         elif not ours and known is not None and name in known and known[name].retired:
-            notes.append(f"{name}: retired on main, and this change no longer trains it")
+            notes[name] = "retired on main, and this change no longer trains it"
         elif len(new) < 2 or len(old) < 2:
-            failures.append(
-                f"{name}: cannot be compared, a side with fewer than two seeds ({len(new)} seeds "
-                f"here, {len(old)} in main's reference)"
+            failures[name] = (
+                f"cannot be compared, a side with fewer than two seeds ({len(new)} seeds here, "
+                f"{len(old)} in main's reference)"
             )
         elif (kind := each(r.device_type for r in ours)) != (
             main_kind := each(r.device_type for r in theirs)
         ):
-            failures.append(
-                f"{name}: cannot be compared, this change ran on {kind} and main's reference on "
+            failures[name] = (
+                f"cannot be compared, this change ran on {kind} and main's reference on "
                 f"{main_kind}; the reference must be of this gate's kind"
             )
         else:
             torch, main_torch = each(r.torch for r in ours), each(r.torch for r in theirs)
             if torch != main_torch:
-                notes.append(
-                    f"{name}: this change ran torch {torch}, main's reference torch {main_torch}; "
-                    "the comparison includes that move"
+                notes[name] = (
+                    f"this change ran torch {torch}, main's reference torch {main_torch}; the "
+                    "comparison includes that move"
                 )
             judged.append(Regression(name, new, old, stats.hsu(new, old), len(names)))
     return judged, notes, failures

@@ -221,7 +221,10 @@ def comparison(rows: list[tuple], missing: list[str], unreadable: list[str]) -> 
 
 
 def regression(
-    judged: list[Regression], notes: list[str], failures: list[str], reference: str | None = None
+    judged: list[Regression],
+    notes: dict[str, str],
+    failures: dict[str, str],
+    reference: str | None = None,
 ) -> str:
     """The regression check: what main's reference is, a row per profile judged, a sentence for
     each profile that passes unjudged and for each that fails uncompared."""
@@ -253,6 +256,6 @@ def regression(
         filter(None, (underpowered(len(r.new), len(r.old), r.profiles) for r in judged))
     )
     parts += [f"Too few seeds: {line}." for line in weak]
-    parts += [f"{line[0].upper()}{line[1:]}." for line in notes]
-    parts += [f"**FAIL**: {line}." for line in failures]
+    parts += [f"{name[0].upper()}{name[1:]}: {why}." for name, why in notes.items()]  # sentences
+    parts += [f"**FAIL**: {name}: {why}." for name, why in failures.items()]
     return "### Regression against main\n\n" + "\n\n".join(parts) + "\n"

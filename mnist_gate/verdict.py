@@ -148,12 +148,8 @@ def regression(
     commits = ", ".join(dict.fromkeys((r.git_commit or "unknown")[:12] for r in found))
     ran = f"Main's reference ran on {markdown.places(found)}, trained by commit {commits}."
     reference = " ".join(filter(None, [about, ran, *dropped]))
-    rows: dict[str, Regression | str] = {}
-    for line in notes:
-        name, why = line.split(": ", 1)
-        rows.setdefault(name, why)
-    rows |= {line.split(": ", 1)[0]: "cannot be compared" for line in failures}
-    rows |= {r.name: r for r in judged}
+    rows = {**notes, **dict.fromkeys(failures, "cannot be compared"), **{r.name: r for r in judged}}
+    lines = [f"{name}: {why}" for name, why in failures.items()]
     worse = [
         f"{r.name}: the recipe got worse, {markdown.change(r)}, p = {r.test.p_drop:.3g} at "
         f"{r.level:.2%}"
@@ -161,7 +157,7 @@ def regression(
         if r.dropped
     ]
     text = markdown.regression(judged, notes, failures, reference)
-    return Compared(not failures and not worse, text, rows, [*failures, *worse])
+    return Compared(not lines and not worse, text, rows, [*lines, *worse])
 
 
 def gather(folder: Path) -> list[Record]:
