@@ -136,13 +136,13 @@ def outputs(kind: str, base: Path, change: Path) -> str:
 
 
 def command_line() -> settings.Parser:
-    found = settings.Parser(
+    parser = settings.Parser(
         prog="python -m mnist_gate.key", description="The key of what decides a gate result."
     )
-    found.add_argument("--kind", help="the device kind (gpu, cpu): print CI's lines")
-    found.add_argument("base", nargs="?", type=Path, default=paths.ROOT, help="the checkout")
-    found.add_argument("change", nargs="?", type=Path, help="the change's checkout (with --kind)")
-    return found
+    parser.add_argument("--kind", help="the device kind (gpu, cpu): print CI's lines")
+    parser.add_argument("base", nargs="?", type=Path, default=paths.ROOT, help="the checkout")
+    parser.add_argument("change", nargs="?", type=Path, help="the change's checkout (with --kind)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

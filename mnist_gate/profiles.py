@@ -140,12 +140,14 @@ KEYS = {
 @dataclass(frozen=True)
 class Option:
     """A setting of a pytest session: its flag, the environment variable read without it, and
-    what applies without either."""
+    what applies without either. A switch's flag takes no value (it sets "1", as its variable
+    does)."""
 
     flag: str
     env: str
     default: str
     help: str
+    switch: bool = False
 
 
 SESSION = (
@@ -154,7 +156,8 @@ SESSION = (
     Option("--seeds", "GATE_SEEDS", "`seeds.local`",
            "a comma list of the seeds the slow tier trains, each profile once per seed"),
     Option("--defer-verdict", "GATE_DEFER_VERDICT", "off (1: on)",
-           "train and check each run; the verdict over seeds is left to CI's verdict job"),
+           "train and check each run; the verdict over seeds is left to CI's verdict job",
+           switch=True),
 )  # fmt: skip
 
 

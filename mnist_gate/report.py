@@ -168,8 +168,9 @@ def command_line() -> settings.Parser:
 def main(argv: list[str] | None = None) -> None:
     parser = command_line()
     args = parser.parse_args(argv)
+    gate = parser.run(profiles.load)
     for folder in args.runs:
-        parser.run(lambda: rebuild(folder, profiles.load()))  # noqa: B023 (called at once)
+        parser.run(lambda: rebuild(folder, gate))  # noqa: B023 (called at once)
         print(f"rebuilt the reports in {folder}")
 
 

@@ -19,7 +19,6 @@ class Selection:
     """What a session gates, resolved once: the profiles, the seeds, and whether the verdict over
     seeds is left to CI."""
 
-    gate: profiles.Gate
     profiles: list[profiles.Profile]
     seeds: list[int]
     defer_verdict: bool
@@ -30,7 +29,7 @@ SELECTION = pytest.StashKey[Selection]()
 
 def pytest_addoption(parser):
     for option in profiles.SESSION:
-        kind = {"action": "store_const", "const": "1"} if option.flag == "--defer-verdict" else {}
+        kind = {"action": "store_const", "const": "1"} if option.switch else {}
         parser.addoption(
             option.flag,
             **kind,
@@ -78,7 +77,7 @@ def resolve(config) -> Selection:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise pytest.UsageError(f"--profile names {twice[0]} twice; each profile is judged once")
-    return Selection(gate, [gate.profiles[name] for name in names], chosen, defer == "1")
+    return Selection([gate.profiles[name] for name in names], chosen, defer == "1")
 
 
 def pytest_configure(config):

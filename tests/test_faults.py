@@ -314,8 +314,7 @@ def test_a_profile_with_a_misspelled_setting_stops_the_suite_before_any_test(mon
     from . import conftest
 
     typo = profiles.Profile("8k", "Net", 8000, 15, 0.994, train={"epoch": 12})
-    gate = profiles.Gate(ROOT / "pyproject.toml", {"8k": typo}, {"local": [0]})
-    chosen = conftest.Selection(gate, [typo], [0], defer_verdict=False)
+    chosen = conftest.Selection([typo], [0], defer_verdict=False)
     config = SimpleNamespace(stash={conftest.SELECTION: chosen})
     with pytest.raises(pytest.UsageError, match="profile 8k sets 'epoch', which is not"):
         conftest.pytest_configure(config)
