@@ -48,6 +48,16 @@ def test_a_corrupted_file_is_refused_and_left_as_it_was(data_copy):
     assert path.read_bytes() == before
 
 
+def test_a_file_damaged_after_it_was_read_is_verified_again(data_copy):
+    path = data_copy / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    assert load_mnist(data_copy, ("test",))["test_y"][:3].tolist() == [7, 2, 1]
+    labels = bytearray(gzip.decompress(path.read_bytes()))
+    labels[8] = 1  # the same size, another first label
+    path.write_bytes(gzip.compress(bytes(labels)))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz does not match the official"):
+        load_mnist(data_copy, ("test",))
+
+
 def test_a_truncated_file_is_refused(data_copy):
     path = data_copy / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:1000])
