@@ -399,34 +399,26 @@ def test_the_runner_hook_refuses_when_it_cannot_read_the_event(tmp_path):
         assert result.returncode != 0 and "runner hook:" in result.stdout
 
 
-def test_the_runner_hook_ends_the_jobs_worker_process(tmp_path):
-    # A process named Runner.Worker that runs the hook, then would go on to the job's steps.
-    worker = tmp_path / "Runner.Worker"
-    worker.symlink_to("/bin/bash")
-    refused = hook(tmp_path, "pull_request", pull_request("someone/mnist-gate"),
-                   runner=(str(worker), "-c"))  # fmt: skip
-    assert refused.returncode == -signal.SIGKILL, refused.stdout + refused.stderr
-    assert "ended Runner.Worker (process" in refused.stdout
-    assert "the job goes on" not in refused.stdout
-    admitted = hook(tmp_path, "push", {"repository": REPO}, runner=(str(worker), "-c"))
-    assert admitted.returncode == 0 and admitted.stdout == "the job goes on\n"
-
-
-def test_the_runner_hooks_refusal_is_written_before_the_worker_ends(tmp_path):
-    # The worker forwards output every 250 to 500 ms: a line written as it dies is never seen.
+def test_the_runner_hook_ends_the_jobs_worker_process_after_its_refusal_is_written(tmp_path):
+    # A process named Runner.Worker that runs the hook, then would go on to the job's steps. It
+    # forwards output every 250 to 500 ms: a line written as it dies would never be seen.
     worker = tmp_path / "Runner.Worker"
     worker.symlink_to("/bin/bash")
     (tmp_path / "event.json").write_text(json.dumps(pull_request("someone/mnist-gate")))
     env = {"PATH": "/usr/bin:/bin", "GITHUB_EVENT_NAME": "pull_request",
            "GITHUB_EVENT_PATH": str(tmp_path / "event.json")}  # fmt: skip
-    with subprocess.Popen([str(worker), "-c", f"bash {HOOK}; echo the job goes on"], env=env,
+    with subprocess.Popen([str(worker), "-c", f"bash {HOOK} && echo the job goes on"], env=env,
                           text=True, stdout=subprocess.PIPE) as process:  # fmt: skip
         line = process.stdout.readline()
         written = time.monotonic()
-        process.wait(timeout=60)
+        rest = process.communicate(timeout=60)[0]
         ended = time.monotonic()
-    assert line.startswith("::error::runner hook: ") and process.returncode == -signal.SIGKILL
+    assert process.returncode == -signal.SIGKILL, line + rest
+    assert line.startswith("::error::runner hook: ") and "ended Runner.Worker (process" in line
+    assert "the job goes on" not in rest
     assert ended - written >= 0.5, f"the worker ended {ended - written:.2f} s after the line"
+    admitted = hook(tmp_path, "push", {"repository": REPO}, runner=(str(worker), "-c"))
+    assert admitted.returncode == 0 and admitted.stdout == "the job goes on\n"
 
 
 def test_the_runner_hook_runs_nothing_from_the_jobs_path(tmp_path):
