@@ -25,7 +25,7 @@ from mnist_gate.runfolder import INCOMPLETE, PREDICTIONS
 from mnist_gate.settings import ConfigError
 
 from . import gate_runs
-from .helpers import forked, predictions, save, smoke, writable_copy
+from .helpers import forked, predictions, save, smoke, unevaluated, writable_copy
 from .helpers import record as a_record
 
 KILLS = [
@@ -52,6 +52,7 @@ def stopping(real):
 def train_stopping_at(stage: str, argv: list[str]) -> None:
     """train.py's command line, stopped at a stage: "training" (it trains on), "saving" (model.pt
     is written, the predictions and the record are not) or "reports" (everything else is)."""
+    train.evaluate = unevaluated  # the child's own: what it is killed in is not evaluation
     if stage == "saving":
         np.save = stopping(np.save)
     if stage == "reports":
@@ -168,7 +169,8 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=True)
 
 
-def test_a_full_disk_is_one_line_and_leaves_the_run_incomplete(small_disk, capsys):
+def test_a_full_disk_is_one_line_and_leaves_the_run_incomplete(small_disk, monkeypatch, capsys):
+    monkeypatch.setattr(train, "evaluate", unevaluated)
     out = small_disk / "run"
     with pytest.raises(SystemExit) as exit:
         train.main(["--epochs", "1", "--limit", "256", "--no-progress", "--out", str(out)])
@@ -183,6 +185,7 @@ def test_a_checkpoint_the_disk_refuses_is_one_line(tmp_path, monkeypatch, capsys
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64")
 
     monkeypatch.setattr(train.runtime.torch, "save", refused)
+    monkeypatch.setattr(train, "evaluate", unevaluated)
     with pytest.raises(SystemExit) as exit:
         train.main(["--epochs", "1", "--limit", "256", "--no-progress", "--out", str(tmp_path)])
     err = capsys.readouterr().err

@@ -17,7 +17,7 @@ from mnist_gate.paths import ROOT
 from mnist_gate.settings import ConfigError
 
 from . import gate_runs
-from .helpers import smoke
+from .helpers import smoke, unevaluated
 
 
 @pytest.mark.parametrize(
@@ -178,8 +178,7 @@ def test_the_eager_loop_trains_as_it_always_has(tmp_path, monkeypatch):
     drawing the rotation and zoom the other way round moves the first epoch's loss by four
     thousandths and 27 guesses."""
     cfg = smoke(tmp_path, epochs=3, small_epochs=1, clean_epochs=1, seed=7, device="cpu")
-    # Evaluation draws no random numbers and trains nothing: what the loop trains is its own.
-    monkeypatch.setattr(train, "evaluate", lambda net, x, y, size: (0.0, 0.0, torch.zeros_like(y)))
+    monkeypatch.setattr(train, "evaluate", unevaluated)
     _, run = train.train(cfg)
     found = [(round(r.train_loss, 7), round(r.train_acc * 1024), r.lr) for r in run.history]
     moved = f"the loop trains otherwise than PINNED; if that is meant, pin it: PINNED = {found}"
@@ -198,8 +197,7 @@ def test_only_the_clean_epochs_skip_augmentation(tmp_path, monkeypatch):
         return real(images, *args)
 
     monkeypatch.setattr(train, "augment", counting)
-    # Evaluation is not what this test is about.
-    monkeypatch.setattr(train, "evaluate", lambda net, x, y, size: (0.0, 0.0, torch.zeros_like(y)))
+    monkeypatch.setattr(train, "evaluate", unevaluated)
     _, run = train.train(smoke(tmp_path, epochs=3, clean_epochs=1, batch_size=256))
     assert sum(augmented) == 2 * 1024
     assert [row.augmented for row in run.history] == [True, True, False]
