@@ -12,6 +12,8 @@ from torch import nn
 import train
 from mnist_gate import checks, networks, profiles, tracer
 
+from .helpers import unevaluated
+
 PROFILE = profiles.load().profiles["8k"]
 WITH_RF = dataclasses.replace(PROFILE, min_receptive_field=28)  # every rule applies
 
@@ -188,6 +190,7 @@ def test_a_fixed_size_network_trains_at_full_size_and_says_so(tmp_path, monkeypa
     import model
 
     monkeypatch.setattr(model, "FixedPool", FixedPool, raising=False)
+    monkeypatch.setattr(train, "evaluate", unevaluated)
     cfg = train.Config(model="FixedPool", epochs=2, small_epochs=1, limit=256, progress=False,
                        reports=False, out=tmp_path / "run")  # fmt: skip
     _, run = train.train(cfg)

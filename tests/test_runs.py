@@ -15,7 +15,7 @@ from mnist_gate import data, paths, runfolder, verdict
 from mnist_gate.paths import RunFolderError
 from mnist_gate.runfolder import INCOMPLETE
 
-from .helpers import smoke, writable_copy
+from .helpers import smoke, unevaluated, writable_copy
 
 
 def run_main(argv, capsys) -> tuple[int, str]:
@@ -80,7 +80,8 @@ def test_a_read_only_runs_folder_fails_before_training(tmp_path, capsys, monkeyp
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "1"], ["--epochs", "2", "--warmup", "0.99"]])
-def test_short_runs_and_long_warm_ups_finish(tmp_path, argv, capsys):
+def test_short_runs_and_long_warm_ups_finish(tmp_path, argv, monkeypatch, capsys):
+    monkeypatch.setattr(train, "evaluate", unevaluated)
     train.main(
         [*argv, "--limit", "100", "--out", str(tmp_path / "run"), "--no-progress", "--no-reports"]
     )
@@ -135,6 +136,7 @@ def test_an_interrupt_while_saving_leaves_no_truncated_checkpoint(tmp_path, monk
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", interrupted)
+    monkeypatch.setattr(train, "evaluate", unevaluated)
     with pytest.raises(KeyboardInterrupt):
         train.train(smoke(tmp_path, limit=256))
     out = tmp_path / "run"
@@ -143,7 +145,8 @@ def test_an_interrupt_while_saving_leaves_no_truncated_checkpoint(tmp_path, monk
         runfolder.claim(out, "Net")
 
 
-def test_a_finished_run_holds_everything_and_no_marker(tmp_path):
+def test_a_finished_run_holds_everything_and_no_marker(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "evaluate", unevaluated)
     train.train(smoke(tmp_path, limit=256))
     saved = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert saved == ["metrics.json", "model.pt", "test_predictions.npy"]
