@@ -9,20 +9,17 @@ is mnist_gate.judging's and mnist_gate.markdown's; the README's tables, scripts.
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
+import torchinfo
+from matplotlib.figure import Figure  # no pyplot: figures of their own, drawn by Agg to PNG
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torchinfo  # noqa: E402
-from torch import nn  # noqa: E402
-
-from . import networks, paths, profiles, runfolder, settings  # noqa: E402
-from .data import SIZE, load_mnist  # noqa: E402
-from .markdown import run_summary  # noqa: E402
-from .profiles import Profile  # noqa: E402
-from .record import Record  # noqa: E402
-from .tracer import Probe, probe  # noqa: E402
+from . import networks, paths, profiles, runfolder, settings
+from .data import SIZE, load_mnist
+from .markdown import run_summary
+from .profiles import Profile
+from .record import Record
+from .tracer import Probe, probe
 
 ERRORS_SHOWN = 100  # misclassified test images in errors.png, at most
 
@@ -31,7 +28,8 @@ def plot_curves(run: Record, profile: Profile | None, path: Path) -> None:
     """Loss and accuracy by epoch, with the profile's threshold (None: a run of no profile)."""
     history = run.history
     epochs = [h.epoch for h in history]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [h.train_loss for h in history], "o-", label="train (label-smoothed)")
     loss_ax.plot(epochs, [h.test_loss for h in history], "o-", label="test")
     loss_ax.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
@@ -59,7 +57,6 @@ def plot_curves(run: Record, profile: Profile | None, path: Path) -> None:
         f"final-epoch test accuracy {run.final_test_acc:.2%}"
     )
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def model_summary(net: nn.Module) -> str:
@@ -100,7 +97,7 @@ def plot_errors(run: Record, pairs: np.ndarray, images: np.ndarray, path: Path) 
     grid = np.zeros((rows * cell_h, cols * cell_w), dtype=np.uint8)
     inch = 1.1 / cell_w  # a digit's cell 1.1 inches wide
     height, heading = rows * cell_h * inch, 0.5  # inches: the grid, and the figure's title above
-    fig = plt.figure(figsize=(cols * cell_w * inch, height + heading))
+    fig = Figure(figsize=(cols * cell_w * inch, height + heading))
     ax = fig.add_axes((0, 0, 1, height / (height + heading)))
     ax.axis("off")
     for k, i in enumerate(shown):
@@ -116,7 +113,6 @@ def plot_errors(run: Record, pairs: np.ndarray, images: np.ndarray, path: Path) 
         fontsize=11,
     )
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def write_run_reports(
