@@ -205,7 +205,7 @@ class Subject:
     @cached_property
     def _probed(self) -> Probe | GateError:
         try:
-            return probe(self.net)
+            return probe(self.net, table=False)
         except Untraceable as err:
             return GateError(str(err))
         except Exception as err:  # the network's own code failed in a pass of the probe

@@ -78,7 +78,7 @@ class Head:
 
 @dataclass
 class Probe:
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # the layer table, where probe() was asked for it
     ran: set[str] = field(default_factory=set)  # modules whose forward ran, in any pass
     # (mode, batch) -> batch_norm calls; in train mode only those using batch statistics count
     batch_norms: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -387,10 +387,10 @@ def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _receptive_fields(net: nn.Module, k: int | None, dtype: torch.dtype):
-    """Receptive field of each layer-table row of an eval pass, and of output k (the map the
-    head averages); whether they were measured on the 28x28 image only; the ops they could not
-    follow."""
+def _receptive_fields(net: nn.Module, k: int | None, dtype: torch.dtype, table: bool):
+    """Receptive field of each layer-table row of an eval pass (where table), and of output k
+    (the map the head averages); whether they were measured on the 28x28 image only; the ops they
+    could not follow."""
     net = copy.deepcopy(net).to(dtype).eval()
     with torch.no_grad():
         for module in net.modules():
@@ -403,7 +403,8 @@ def _receptive_fields(net: nn.Module, k: int | None, dtype: torch.dtype):
     # else on the image itself, where a field wider than the image is cut to it.
     for side, stop in ((RF_SIDE, None), (RF_SIDE, k), (SIZE, None)):
         try:
-            measured = [_fields_at(net, k, side, stop, level=lvl, dtype=dtype) for lvl in RF_LEVELS]
+            measured = [_fields_at(net, k, side, stop, level=lvl, dtype=dtype, table=table)
+                        for lvl in RF_LEVELS]  # fmt: skip
         except Exception:  # a layer made for one input size only: try the next way
             continue
         # Rows differ in number only where the forward takes another path at another level.
@@ -414,13 +415,14 @@ def _receptive_fields(net: nn.Module, k: int | None, dtype: torch.dtype):
     return [], None, True, ["every forward pass of a copy with positive weights"]
 
 
-def _fields_at(net, k: int | None, side: int, stop: int | None, *, level: float, dtype):
-    """The fields of each row and of output k, on a side x side input of one level."""
+def _fields_at(net, k: int | None, side: int, stop: int | None, *, level: float, dtype, table):
+    """The fields of each row (where table) and of output k, on a side x side input of one
+    level: a gradient each."""
     # Batch 2, as in the head's pass, so that the forward takes the same path.
     x = torch.full((2, 1, side, side), level, dtype=dtype, requires_grad=True)
     rec, _ = _run(net, x, stop_after=stop, averaged_pools=True)
-    rows = [_field(out, x) if out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1 else None
-            for _, out, _ in rec.rows]  # fmt: skip
+    rows = [_field(out, x) if table and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
+            else None for _, out, _ in rec.rows]  # fmt: skip
     unfollowed = list(rec.unfollowed)
     averaged = None if k is None else rec.outputs[k if stop is None else -1][2]
     if averaged is not None and averaged.dim() != 4:
@@ -434,8 +436,10 @@ def _widest(fields) -> int | None:
     return max(found) if found else None
 
 
-def probe(net: nn.Module) -> Probe:
-    """Run a copy of net as training and as inference would, and measure what it computes."""
+def probe(net: nn.Module, table: bool = True) -> Probe:
+    """Run a copy of net as training and as inference would, and measure what it computes; with
+    table, its layers too (the rows, each with its receptive field, a gradient each: most of what
+    the probe costs a small network, and nothing the rules read)."""
     net = copy.deepcopy(net).float().cpu()
     before = {name for name, _ in net.named_parameters()}
     result = Probe()
@@ -460,7 +464,7 @@ def probe(net: nn.Module) -> Probe:
             result.hidden_weights += _hidden_weights(net, rec)
         else:
             result.eval_dropouts += [f"{where} (p={p})" for where, p in active] or drops
-            table = rec.rows
+            layers = rec.rows
             result.calls = [(op, where) for op, where, _, _ in rec.calls]
     result.eval_dropouts = list(dict.fromkeys(result.eval_dropouts))
     result.eval_batch_statistics = list(dict.fromkeys(result.eval_batch_statistics))
@@ -468,10 +472,13 @@ def probe(net: nn.Module) -> Probe:
     result.created = [name for name, _ in net.named_parameters() if name not in before]
     dtype = _precision(net)
     result.head, k = _head(net, dtype)
-    fields, result.rf, result.rf_clipped, result.unfollowed = _receptive_fields(net, k, dtype)
-    fields += [None] * (len(table) - len(fields))
-    last = None
-    for (label, out, own), rf in zip(table, fields, strict=False):
-        last = rf if rf is not None else last
-        result.rows.append(Row(label, tuple(out.shape[1:]), last, own))
+    fields, result.rf, result.rf_clipped, result.unfollowed = _receptive_fields(
+        net, k, dtype, table
+    )
+    if table:
+        fields += [None] * (len(layers) - len(fields))
+        last = None
+        for (label, out, own), rf in zip(layers, fields, strict=False):
+            last = rf if rf is not None else last
+            result.rows.append(Row(label, tuple(out.shape[1:]), last, own))
     return result
