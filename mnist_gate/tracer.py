@@ -421,8 +421,8 @@ def _fields_at(net, k: int | None, side: int, stop: int | None, *, level: float,
     # Batch 2, as in the head's pass, so that the forward takes the same path.
     x = torch.full((2, 1, side, side), level, dtype=dtype, requires_grad=True)
     rec, _ = _run(net, x, stop_after=stop, averaged_pools=True)
-    rows = [_field(out, x) if table and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1
-            else None for _, out, _ in rec.rows]  # fmt: skip
+    rows = [_field(out, x) if out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1 else None
+            for _, out, _ in rec.rows] if table else []  # fmt: skip
     unfollowed = list(rec.unfollowed)
     averaged = None if k is None else rec.outputs[k if stop is None else -1][2]
     if averaged is not None and averaged.dim() != 4:
